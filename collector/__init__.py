@@ -1,0 +1,1 @@
+"""synfin: TCP handshakes and teardowns, observed with eBPF and named as the textbook does."""

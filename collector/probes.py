@@ -1,0 +1,218 @@
+"""The one module that talks to bcc: compile the probes, attach, read maps, detach.
+
+Everything else in synfin works on decoded events and plain dictionaries, so it can be tested
+and replayed without root or BPF. Probes are plain C files under ``probes/``, loaded with
+``BPF(src_file=...)`` and configured with ``-D`` flags and BPF maps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from collector import tracefs
+from collector.errors import EnvironmentProblem, SynfinError
+from collector.events import AF_INET, AF_INET6, STAT_EVENTS_LOST, STAT_EVENTS_SENT
+
+PROBES_DIR = Path(
+    os.environ.get("SYNFIN_PROBES_DIR", Path(__file__).resolve().parent.parent / "probes")
+)
+N_STATE_SLOTS = 16  # probes/synfin_events.h
+MAX_FILTER_PORTS = 1024  # probes/synfin_events.h
+
+RecordHandler = Callable[[bytes], None]
+
+
+class ProbeError(EnvironmentProblem):
+    """A probe could not be compiled, loaded or attached."""
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    ringbuf_pages: int = 256  # 1 MiB: about 10,000 records of 96 bytes
+    max_sockets: int = 65536
+    track_context: bool = True
+    tracefs_root: Path | None = None
+
+    def cflags(self) -> list[str]:
+        return [
+            f"-I{PROBES_DIR}",
+            f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DMAX_SOCKETS={self.max_sockets}",
+            f"-DTRACK_CONTEXT={int(self.track_context)}",
+            # The host's headers may be for another kernel version; their warnings are noise.
+            "-w",
+        ]
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    sent: int  # records written to the ring buffer
+    lost: int  # records that could not be reserved (buffer full)
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc  # noqa: PLC0415  (optional at import time: replay and tests run without it)
+    except ImportError:
+        raise ProbeError(
+            "bcc's Python module is not importable",
+            "apt-get install python3-bpfcc, and run synfin from the .venv that "
+            "scripts/setup.sh builds with --system-site-packages",
+        ) from None
+    return bcc
+
+
+def validate_ringbuf_pages(pages: int) -> None:
+    if pages < 1 or pages & (pages - 1):
+        raise SynfinError(f"ring buffer size of {pages} pages is not a power of two", "try 256")
+
+
+def _explain_load_failure(source: str, error: Exception) -> ProbeError:
+    text = str(error)
+    if "privilege" in text or "not permitted" in text:
+        # bcc says "Need super-user privileges" for any EPERM, including a kernel in lockdown
+        # refusing a program type to root.
+        return ProbeError(
+            f"the kernel refused to load {source} (EPERM)",
+            "run as root, or with CAP_BPF and CAP_PERFMON",
+        )
+    if "compile" in text.lower():
+        return ProbeError(
+            f"bcc could not compile {PROBES_DIR / source}: kernel headers missing or broken",
+            "run scripts/setup.sh, which installs and links them",
+        )
+    return ProbeError(f"cannot load {source}: {text}")
+
+
+def load(source: str, cflags: list[str]) -> Any:
+    """Compile and load ``probes/<source>``; bcc attaches its tracepoint programs."""
+    bcc = import_bcc()
+    try:
+        return bcc.BPF(src_file=str(PROBES_DIR / source).encode(), cflags=cflags)
+    except Exception as error:  # bcc raises bare Exception for compile and load failures
+        raise _explain_load_failure(source, error) from error
+
+
+def try_feature_probe(source: str) -> None:
+    """Load and attach ``probes/<source>``, then detach it; ProbeError if the kernel refuses."""
+    load(source, [f"-I{PROBES_DIR}", "-w"]).cleanup()
+
+
+class StateProbe:
+    """``probes/tcp_states.c`` loaded and attached to ``sock:inet_sock_set_state``.
+
+    Use as a context manager: the programs are detached when the block ends, however it ends.
+    (A process that dies outright detaches them too: nothing is pinned.)
+    """
+
+    source = "tcp_states.c"
+
+    def __init__(self, options: ProbeOptions | None = None) -> None:
+        self.options = options or ProbeOptions()
+        validate_ringbuf_pages(self.options.ringbuf_pages)
+        root = tracefs.find_tracefs(self.options.tracefs_root)
+        tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
+        if self.options.track_context:
+            for tracepoint in tracefs.CONTEXT_TRACEPOINTS:
+                tracefs.check_tracepoint(root, tracepoint)
+        self._bpf = load(self.source, self.options.cflags())
+        self._stream_open = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        bpf = getattr(self, "_bpf", None)
+        if bpf is not None:
+            self._bpf = None
+            bpf.cleanup()
+
+    def __enter__(self) -> StateProbe:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def bpf(self) -> Any:
+        if self._bpf is None:
+            raise ProbeError("the probe is closed")
+        return self._bpf
+
+    # -- the event stream --------------------------------------------------------------------
+
+    def open_stream(self, handler: RecordHandler) -> None:
+        """Call ``handler`` with each raw record during ``poll``."""
+
+        def on_record(_ctx: int, data: int, size: int) -> int:
+            handler(ctypes.string_at(data, size))
+            # Returning 0 (not None) keeps bcc's callback wrapper on its fast path.
+            return 0
+
+        self.bpf[b"events"].open_ring_buffer(on_record)
+        self._stream_open = True
+
+    def poll(self, timeout_ms: int = 100) -> None:
+        """Deliver pending records; wait up to ``timeout_ms`` for the first one."""
+        if not self._stream_open:
+            raise ProbeError("poll() before open_stream()")
+        with contextlib.suppress(InterruptedError):
+            self.bpf.ring_buffer_poll(timeout_ms)
+
+    def drain(self) -> None:
+        """Deliver every record already in the ring buffer, without waiting."""
+        if self._stream_open:
+            self.bpf.ring_buffer_consume()
+
+    def set_filter(self, ports: Iterable[int] = (), family: int = 0) -> None:
+        """Stream only events of ``family`` (0: any) touching one of ``ports`` (empty: any).
+
+        Counters are never filtered: they always count every TCP transition.
+        """
+        wanted = sorted(set(ports))
+        if len(wanted) > MAX_FILTER_PORTS:
+            raise ProbeError(f"at most {MAX_FILTER_PORTS} ports can be filtered on")
+        port_map = self.bpf[b"filter_ports"]
+        port_map.clear()
+        for port in wanted:
+            port_map[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+        config_map = self.bpf[b"filter_config"]
+        config = config_map.Leaf()
+        config.port_filter = 1 if wanted else 0
+        config.family = family
+        config_map[ctypes.c_int(0)] = config
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def transition_counts(self) -> dict[tuple[int, int, int], int]:
+        """Exact count of every TCP transition since load: (old, new, family) -> count."""
+        table = self.bpf[b"transitions"]
+        counts: dict[tuple[int, int, int], int] = {}
+        for key, per_cpu in table.items():
+            total = sum(per_cpu)
+            if not total:
+                continue
+            slot_pair, is_ipv6 = divmod(key.value, 2)
+            old, new = divmod(slot_pair, N_STATE_SLOTS)
+            family = AF_INET6 if is_ipv6 else AF_INET
+            counts[(old, new, family)] = total
+        return counts
+
+    def stream_stats(self) -> StreamStats:
+        table = self.bpf[b"stats"]
+
+        def total(index: int) -> int:
+            return sum(table[ctypes.c_int(index)])
+
+        return StreamStats(sent=total(STAT_EVENTS_SENT), lost=total(STAT_EVENTS_LOST))

@@ -1,0 +1,166 @@
+"""The synfin command line, driven as a person would: flags, exit codes, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import main
+from collector.errors import EXIT_ENVIRONMENT, EXIT_FAILURE, EXIT_USAGE
+
+SYNFIN = [str(Path(sys.executable).parent / "synfin")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["watch", "--port", "0"], "0 is not in the range 1<=x<=65535"),
+        (["watch", "--port", "http"], "'http' is not a valid integer"),
+        (["watch", "--family", "ipx"], "'ipx' is not one of"),
+        (["watch", "--duration", "-1"], "-1.0 is not in the range x>0"),
+        (["watch", "--ring-buffer-pages", "100"], "100 is not a power of two"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_bad_flags_exit_2_with_the_reason(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == EXIT_USAGE
+    assert message in result.output
+
+
+def test_watch_without_tracefs_names_the_mount_command(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["watch", "--tracefs", str(tmp_path)])
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert result.output.strip() == (
+        f"synfin: error: tracefs is not mounted at {tmp_path} "
+        "(fix: mount -t tracefs tracefs /sys/kernel/tracing)"
+    )
+
+
+def test_doctor_fails_with_the_mount_command_when_tracefs_is_missing(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["doctor", "--tracefs", str(tmp_path)])
+    assert result.exit_code == EXIT_FAILURE
+    assert (
+        f"[FAIL] tracefs: tracefs is not mounted at {tmp_path} "
+        "(fix: mount -t tracefs tracefs /sys/kernel/tracing)"
+    ) in result.output
+    assert "synfin cannot run here" in result.output
+
+
+@pytest.mark.bpf
+def test_doctor_passes_here() -> None:
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(
+        line.startswith("[ ok ] state probe: tcp_states.c compiled, attached") for line in lines
+    )
+    assert lines[-1] == "synfin can run here."
+    assert not any(line.startswith("[FAIL]") for line in lines)
+
+
+def bpf_program_ids() -> set[int]:
+    output = subprocess.run(
+        ["bpftool", "--json", "prog", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    return {prog["id"] for prog in json.loads(output)}
+
+
+def programs_released(expected: set[int], timeout: float = 5.0) -> bool:
+    """The kernel frees a closed program asynchronously (after an RCU grace period)."""
+    deadline = time.monotonic() + timeout
+    while bpf_program_ids() != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def loopback_connection(port: int) -> None:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    client.close()
+    assert accepted.recv(10) == b""
+    accepted.close()
+    listener.close()
+
+
+def start_watch(*args: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [*SYNFIN, "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    ready = process.stderr.readline()  # printed once the probe is attached
+    assert "tracing TCP state changes" in ready, ready
+    return process
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_watch_shows_both_sides_and_ends_cleanly_on_a_signal(sig: signal.Signals) -> None:
+    port = 31000 + sig
+    programs_before = bpf_program_ids()
+    process = start_watch("--port", str(port))
+    assert bpf_program_ids() > programs_before  # attached while it runs
+    loopback_connection(port)
+    time.sleep(0.5)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=10)
+
+    assert process.returncode == 0
+    lines = stdout.splitlines()
+    assert lines[0].split()[:4] == ["TIME", "LOCAL", "REMOTE", "TRANSITION"]
+    transitions = [" ".join(line.split()[3:6]) for line in lines[1:]]
+    for expected in [
+        "CLOSED -> LISTEN",
+        "CLOSED -> SYN-SENT",
+        "SYN-SENT -> ESTABLISHED",
+        "LISTEN -> SYN-RCVD",
+        "SYN-RCVD -> ESTABLISHED",
+        "ESTABLISHED -> FIN-WAIT-1",
+        "ESTABLISHED -> CLOSE-WAIT",
+        "FIN-WAIT-1 -> FIN-WAIT-2",
+        "FIN-WAIT-2 -> CLOSED",
+        "CLOSE-WAIT -> LAST-ACK",
+        "LAST-ACK -> CLOSED",
+        "LISTEN -> CLOSED",
+    ]:
+        assert expected in transitions, (expected, stdout)
+    assert len(transitions) == 12
+    assert stderr.strip().splitlines()[-1] == "synfin watch: 12 events, 0 lost"
+    assert programs_released(programs_before)  # nothing left attached
+
+
+@pytest.mark.bpf
+def test_watch_json_lines() -> None:
+    port = 31100
+    process = start_watch("--json", "--port", str(port), "--family", "ipv4", "--duration", "2")
+    loopback_connection(port)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert len(records) == 12
+    connect = next(r for r in records if r["new_state"] == "SYN-SENT")
+    assert connect["old_state"] == "CLOSED"
+    assert connect["pid"] == os.getpid()
+    assert connect["remote_port"] == port
+    assert connect["time_in_old_state_s"] is None
+    child = next(r for r in records if r["new_state"] == "SYN-RCVD")
+    assert child["pid"] is None and child["comm"] is None
+    assert {r["family"] for r in records} == {"ipv4"}
