@@ -4,7 +4,7 @@
 # pytest.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYNFIN_SETUP_EXTRAS=test bash "$repo/scripts/setup.sh"
+SYNFIN_SETUP_EXTRAS="test" bash "$repo/scripts/setup.sh"
 cd "$repo"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
