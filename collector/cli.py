@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import ParamSpec, TypeVar
@@ -20,10 +21,12 @@ from typing import ParamSpec, TypeVar
 import click
 
 from collector import doctor as doctor_checks
+from collector import recording
 from collector.errors import EXIT_FAILURE, EXIT_OK, SynfinError
-from collector.events import AF_INET, AF_INET6
-from collector.probes import ProbeOptions, StateProbe
-from collector.watch import Watcher
+from collector.events import AF_INET, AF_INET6, DecodeError, decode
+from collector.lifecycle import Engine
+from collector.probes import ProbeOptions, TcpProbe
+from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,6 +71,12 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, handler)
 
 
+def silence_stdout() -> None:
+    """The reader went away (`synfin watch | head`): not an error. Point stdout at /dev/null
+    so the interpreter's final flush does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNFIN"}
 )
@@ -85,7 +94,7 @@ def main() -> None:
 )
 @reports_errors
 def doctor(tracefs_root: Path | None) -> None:
-    """Check that synfin can run here, and say what it can observe."""
+    """Check that synfin can run here, and say what it observes and what it infers."""
     checks = doctor_checks.run_checks(tracefs_root)
     for check in checks:
         click.echo(check.line())
@@ -96,67 +105,85 @@ def doctor(tracefs_root: Path | None) -> None:
     sys.exit(EXIT_OK if ok else EXIT_FAILURE)
 
 
-@main.command()
-@click.option(
-    "-p",
-    "--port",
-    "ports",
-    type=click.IntRange(1, 65535),
-    multiple=True,
-    help="Only connections with this local or remote port (repeatable).",
-)
-@click.option(
-    "--family",
-    type=click.Choice(sorted(FAMILIES)),
-    default="any",
-    show_default=True,
-    help="Only this IP family.",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after this many seconds (default: until Ctrl-C).",
-)
-@click.option(
-    "--ring-buffer-pages",
-    type=click.IntRange(1, 1 << 18),
-    callback=power_of_two,
-    default=ProbeOptions.ringbuf_pages,
-    show_default=True,
-    help="Ring buffer size in pages (a power of two); raise it if events are lost.",
-)
-@click.option(
-    "--tracefs",
-    "tracefs_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where tracefs is mounted.",
-)
-@reports_errors
-def watch(
-    ports: tuple[int, ...],
-    family: str,
-    as_json: bool,
-    duration: float | None,
-    ring_buffer_pages: int,
-    tracefs_root: Path | None,
-) -> None:
-    """Show every TCP state change as it happens, one line each.
+@dataclass(frozen=True)
+class StreamRequest:
+    """What to stream: the options every streaming command shares."""
 
-    Columns: time, local and remote address, the documented transition, how long the socket
-    stayed in the old state (blank when synfin did not see it enter), and the process, shown
-    only when the change ran in that process's own context (connect, listen, close): changes
-    driven by an arriving segment or a timer run in softirq, where the current process is
-    whoever happened to be interrupted.
-    """
-    options = ProbeOptions(ringbuf_pages=ring_buffer_pages, tracefs_root=tracefs_root)
-    watcher = Watcher(out=sys.stdout, as_json=as_json)
-    deadline = time.monotonic() + duration if duration else None
-    with StateProbe(options) as probe, stop_on_signals() as stopping:
-        probe.set_filter(ports, FAMILIES[family])
-        probe.open_stream(watcher.on_record)
-        click.echo("synfin watch: tracing TCP state changes (Ctrl-C to end)", err=True)
-        watcher.header()
+    ports: tuple[int, ...]
+    family: str
+    duration: float | None
+    ring_buffer_pages: int
+    tracefs_root: Path | None
+
+
+def stream_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add the shared streaming options; the command receives them as ``request``."""
+
+    @click.option(
+        "-p",
+        "--port",
+        "ports",
+        type=click.IntRange(1, 65535),
+        multiple=True,
+        help="Only connections with this local or remote port (repeatable).",
+    )
+    @click.option(
+        "--family",
+        type=click.Choice(sorted(FAMILIES)),
+        default="any",
+        show_default=True,
+        help="Only this IP family.",
+    )
+    @click.option(
+        "--duration",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Stop after this many seconds (default: until Ctrl-C).",
+    )
+    @click.option(
+        "--ring-buffer-pages",
+        type=click.IntRange(1, 1 << 18),
+        callback=power_of_two,
+        default=ProbeOptions.ringbuf_pages,
+        show_default=True,
+        help="Ring buffer size in pages (a power of two); raise it if events are lost.",
+    )
+    @click.option(
+        "--tracefs",
+        "tracefs_root",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Where tracefs is mounted.",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        ports: tuple[int, ...],
+        family: str,
+        duration: float | None,
+        ring_buffer_pages: int,
+        tracefs_root: Path | None,
+        **kwargs: object,
+    ) -> R:
+        request = StreamRequest(ports, family, duration, ring_buffer_pages, tracefs_root)
+        return command(request=request, **kwargs)
+
+    return wrapper
+
+
+def stream(
+    request: StreamRequest,
+    command: str,
+    on_record: Callable[[bytes], None],
+    on_attach: Callable[[TcpProbe], None] = lambda _probe: None,
+) -> int:
+    """Attach, deliver records until a signal or the duration, detach; return records lost."""
+    options = ProbeOptions(
+        ringbuf_pages=request.ring_buffer_pages, tracefs_root=request.tracefs_root
+    )
+    deadline = time.monotonic() + request.duration if request.duration else None
+    with TcpProbe(options) as probe, stop_on_signals() as stopping:
+        probe.set_filter(request.ports, FAMILIES[request.family])
+        on_attach(probe)
+        probe.open_stream(on_record)
+        click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
         try:
             while not stopping() and (deadline is None or time.monotonic() < deadline):
                 probe.poll(100)
@@ -164,8 +191,96 @@ def watch(
             probe.drain()
             sys.stdout.flush()
         except BrokenPipeError:
-            # The reader went away (`synfin watch | head`): not an error. Point stdout at
-            # /dev/null so the interpreter's final flush does not fail again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        watcher.counters.lost = probe.stream_stats().lost
-    click.echo(watcher.summary(), err=True)
+            silence_stdout()
+        return probe.stream_stats().lost
+
+
+@main.command()
+@stream_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@reports_errors
+def watch(request: StreamRequest, as_json: bool) -> None:
+    """Show every TCP connection's steps through the textbook states as they happen.
+
+    One line per documented transition: time, local and remote address, the transition
+    (`->` observed in the kernel, `~>` inferred from other evidence, named in NOTE), how long
+    the socket stayed in the old state (blank when synfin did not see it enter), and the
+    owning process: the one seen acting on the socket in its own context (connect, listen,
+    close), never one that merely happened to be interrupted by a softirq. A line with `=`
+    classifies a connection when its socket goes away.
+    """
+    view = View(out=sys.stdout, engine=Engine(), as_json=as_json)
+
+    def attached(probe: TcpProbe) -> None:
+        view.engine.reset_reasons = dict(probe.features.reset_reasons)
+        view.header()
+
+    view.counters.lost = stream(request, "watch", view.on_record, attached)
+    click.echo(view.summary(), err=True)
+
+
+@main.command()
+@stream_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Write the recording here (JSON lines).",
+)
+@reports_errors
+def record(request: StreamRequest, output: Path) -> None:
+    """Record decoded kernel events to a file, for `synfin replay` and test fixtures."""
+    try:
+        handle = output.open("w")
+    except OSError as error:
+        raise SynfinError(
+            f"cannot write {output}: {error.strerror}", "choose a writable path"
+        ) from None
+    counters = ViewCounters()
+    writers: list[recording.Writer] = []
+
+    def attached(probe: TcpProbe) -> None:
+        header = recording.Header(
+            clock_offset_ns=MONOTONIC_TO_WALL_NS,
+            capabilities={c.name: c.available for c in probe.features.capabilities},
+            reset_reasons=dict(probe.features.reset_reasons),
+        )
+        writers.append(recording.Writer(handle, header))
+
+    def on_record(raw: bytes) -> None:
+        try:
+            event = decode(raw)
+        except DecodeError:
+            counters.undecodable += 1
+            return
+        counters.seen += 1
+        writers[0].write(event)
+
+    with handle:
+        counters.lost = stream(request, "record", on_record, attached)
+    click.echo(
+        f"synfin record: {counters.seen} events, {counters.lost} lost, written to {output}",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("path", metavar="RECORDING", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@reports_errors
+def replay(path: Path, as_json: bool) -> None:
+    """Run a recording through the lifecycle engine, as `watch` would have shown it.
+
+    Needs neither root nor BPF.
+    """
+    header, events = recording.read(path)
+    engine = Engine(reset_reasons=header.reset_reasons)
+    view = View(out=sys.stdout, engine=engine, as_json=as_json, offset_ns=header.clock_offset_ns)
+    view.header()
+    try:
+        for event in events:
+            view.on_event(event)
+    except BrokenPipeError:
+        silence_stdout()
+    click.echo(view.summary("replay"), err=True)

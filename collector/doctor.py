@@ -170,7 +170,7 @@ def _quiet_stderr() -> Iterator[None]:
 def check_state_probe(root: Path) -> Check:
     started = time.monotonic()
     try:
-        with probes.StateProbe(probes.ProbeOptions(tracefs_root=root)):
+        with probes.TcpProbe(probes.ProbeOptions(tracefs_root=root)):
             pass
     except SynfinError as error:
         return Check("state probe", Status.FAIL, error.problem, error.fix)
@@ -178,7 +178,7 @@ def check_state_probe(root: Path) -> Check:
     return Check(
         "state probe",
         Status.OK,
-        f"{probes.StateProbe.source} compiled, attached and detached in {elapsed:.1f}s",
+        f"{probes.TcpProbe.source} compiled, attached and detached in {elapsed:.1f}s",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import socket
 import subprocess
@@ -62,6 +63,12 @@ def ip(*args: str, namespace: str | None = None) -> None:
         )
 
 
+def _mac(device: str, namespace: str) -> str:
+    command = ["ip", "-n", namespace, "-j", "link", "show", "dev", device]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return str(json.loads(output)[0]["address"])
+
+
 @dataclass(frozen=True)
 class Host:
     namespace: str
@@ -108,10 +115,32 @@ class HostPair:
                 # nodad: the address is usable at once instead of after duplicate detection.
                 ip("-6", "addr", "add", f"{host.ipv6}/64", "dev", end, "nodad", namespace=ns)
                 ip("link", "set", end, "up", namespace=ns)
+            self._pin_neighbours(ends)
         except BaseException:
             self.destroy()
             raise
         return self
+
+    def _pin_neighbours(self, ends: list[str]) -> None:
+        """Permanent ARP/NDP entries: no first SYN waits on (or is lost to) address resolution."""
+        hosts = (self.client, self.server)
+        macs = [_mac(end, host.namespace) for host, end in zip(hosts, ends, strict=True)]
+        for (host, end), peer, mac in zip(
+            zip(hosts, ends, strict=True), reversed(hosts), reversed(macs), strict=True
+        ):
+            for address in (peer.ipv4, peer.ipv6):
+                ip(
+                    "neigh",
+                    "replace",
+                    address,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    end,
+                    "nud",
+                    "permanent",
+                    namespace=host.namespace,
+                )
 
     def destroy(self) -> None:
         """Remove both namespaces (and with them the veth pair); safe to call twice."""

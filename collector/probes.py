@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from collector import tracefs
+from collector import kernel, tracefs
 from collector.errors import EnvironmentProblem, SynfinError
 from collector.events import AF_INET, AF_INET6, STAT_EVENTS_LOST, STAT_EVENTS_SENT
 
@@ -35,17 +35,18 @@ class ProbeError(EnvironmentProblem):
 
 @dataclass(frozen=True)
 class ProbeOptions:
-    ringbuf_pages: int = 256  # 1 MiB: about 10,000 records of 96 bytes
+    ringbuf_pages: int = 256  # 1 MiB: about 8,000 records of 128 bytes
     max_sockets: int = 65536
-    track_context: bool = True
+    max_half_open: int = 65536
     tracefs_root: Path | None = None
 
-    def cflags(self) -> list[str]:
+    def cflags(self, features: kernel.KernelFeatures) -> list[str]:
         return [
             f"-I{PROBES_DIR}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DMAX_SOCKETS={self.max_sockets}",
-            f"-DTRACK_CONTEXT={int(self.track_context)}",
+            f"-DMAX_HALF_OPEN={self.max_half_open}",
+            *features.cflags(),
             # The host's headers may be for another kernel version; their warnings are noise.
             "-w",
         ]
@@ -85,8 +86,8 @@ def _explain_load_failure(source: str, error: Exception) -> ProbeError:
         )
     if "compile" in text.lower():
         return ProbeError(
-            f"bcc could not compile {PROBES_DIR / source}: kernel headers missing or broken",
-            "run scripts/setup.sh, which installs and links them",
+            f"bcc could not compile {PROBES_DIR / source} (its errors are printed above)",
+            "if they name missing headers, run scripts/setup.sh, which installs and links them",
         )
     return ProbeError(f"cannot load {source}: {text}")
 
@@ -105,8 +106,9 @@ def try_feature_probe(source: str) -> None:
     load(source, [f"-I{PROBES_DIR}", "-w"]).cleanup()
 
 
-class StateProbe:
-    """``probes/tcp_states.c`` loaded and attached to ``sock:inet_sock_set_state``.
+class TcpProbe:
+    """``probes/tcp_states.c`` loaded and attached: state changes, and what this kernel allows
+    of timewait and request sockets, resets and retransmits (collector/kernel.py).
 
     Use as a context manager: the programs are detached when the block ends, however it ends.
     (A process that dies outright detaches them too: nothing is pinned.)
@@ -119,10 +121,8 @@ class StateProbe:
         validate_ringbuf_pages(self.options.ringbuf_pages)
         root = tracefs.find_tracefs(self.options.tracefs_root)
         tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
-        if self.options.track_context:
-            for tracepoint in tracefs.CONTEXT_TRACEPOINTS:
-                tracefs.check_tracepoint(root, tracepoint)
-        self._bpf = load(self.source, self.options.cflags())
+        self.features = kernel.detect(root)
+        self._bpf = load(self.source, self.options.cflags(self.features))
         self._stream_open = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class StateProbe:
             self._bpf = None
             bpf.cleanup()
 
-    def __enter__(self) -> StateProbe:
+    def __enter__(self) -> TcpProbe:
         return self
 
     def __exit__(

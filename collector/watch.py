@@ -1,19 +1,26 @@
-"""``synfin watch``: one line per TCP state change, in the textbook's state names."""
+"""``synfin watch`` and ``synfin replay``: the lifecycle engine's output, one line each.
+
+Text for people (documented transitions, ``->`` observed and ``~>`` inferred), or JSON lines
+for programs. The same view serves live events and recorded ones.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from collector.events import DecodeError, StateChange, decode
+from collector.events import DecodeError, Event, decode, family_name
+from collector.lifecycle import Classified, Engine, Noted, Output, StepTaken
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
-_MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
+MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
 
-HEADER = f"{'TIME':<15} {'LOCAL':<23} {'REMOTE':<23} {'TRANSITION':<27} {'IN OLD':>9}  PROCESS"
+HEADER = (
+    f"{'TIME':<15} {'LOCAL':<23} {'REMOTE':<23} {'TRANSITION':<27} {'IN OLD':>9}  "
+    f"{'PROCESS':<16} NOTE"
+)
 
 
 def format_duration(ns: int | None) -> str:
@@ -27,45 +34,94 @@ def format_duration(ns: int | None) -> str:
     return f"{ns}ns"
 
 
-def format_clock(ts_ns: int) -> str:
-    wall_ns = ts_ns + _MONOTONIC_TO_WALL_NS
+def format_clock(ts_ns: int | None, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
+    if ts_ns is None:
+        return "?"
+    wall_ns = ts_ns + offset_ns
     seconds = wall_ns // 1_000_000_000
     micros = (wall_ns // 1_000) % 1_000_000
     return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{micros:06d}"
 
 
-def format_text(event: StateChange) -> str:
-    transition = f"{event.old} -> {event.new}"
-    process = f"{event.pid} {event.comm}" if event.in_process_context else ""
-    return (
-        f"{format_clock(event.ts_ns):<15} {event.local:<23} {event.remote:<23} "
-        f"{transition:<27} {format_duration(event.time_in_old_state_ns):>9}  {process}"
-    ).rstrip()
+def _owner(pid: int, comm: str) -> str:
+    return f"{pid}/{comm}" if pid else ""
 
 
-def format_json(event: StateChange) -> str:
-    record = event.to_dict()
-    record["time"] = (event.ts_ns + _MONOTONIC_TO_WALL_NS) / 1e9
+def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
+    if isinstance(output, StepTaken):
+        conn, step = output.connection, output.step
+        arrow = "->" if step.observed else "~>"
+        transition = f"{step.source} {arrow} {step.target}"
+        line = (
+            f"{format_clock(step.at_ns, offset_ns):<15} {conn.local:<23} {conn.remote:<23} "
+            f"{transition:<27} {format_duration(step.duration_ns):>9}  "
+            f"{_owner(conn.owner_pid, conn.comm):<16} {step.how}"
+        )
+    elif isinstance(output, Noted):
+        event = output.event
+        line = (
+            f"{format_clock(event.ts_ns, offset_ns):<15} {event.local:<23} {event.remote:<23} "
+            f"{'':<27} {'':>9}  {_owner(event.owner_pid, event.comm):<16} {output.text}"
+        )
+    else:
+        conn, verdict = output.connection, output.classification
+        summary = f"{verdict.open} open, {verdict.result}"
+        if verdict.close:
+            summary += f"; {verdict.initiator} {verdict.close.replace('_', '-')} close"
+        line = (
+            f"{format_clock(output.event.ts_ns, offset_ns):<15} {conn.local:<23} "
+            f"{conn.remote:<23} = {summary}: {verdict.detail}"
+        )
+    return line.rstrip()
+
+
+def _endpoints(output: Output) -> dict[str, object]:
+    source: Event = output.event
+    conn = output.connection
+    holder = conn if conn is not None else source
+    return {
+        "family": family_name(holder.family),
+        "netns": holder.netns or None,
+        "local": holder.local,
+        "remote": holder.remote,
+        "owner_pid": holder.owner_pid or None,
+        "comm": holder.comm or None,
+    }
+
+
+def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
+    record: dict[str, object] = {"time": (output.event.ts_ns + offset_ns) / 1e9}
+    record.update(_endpoints(output))
+    if isinstance(output, StepTaken):
+        record["type"] = "step"
+        record.update(output.step.to_dict())
+        record["pid"] = output.event.pid if output.event.in_process_context else None
+    elif isinstance(output, Noted):
+        record["type"] = "note"
+        record["text"] = output.text
+    else:
+        record["type"] = "classified"
+        record.update(output.classification.to_dict())
+        record["path"] = [state.value for state in output.connection.path()]
     return json.dumps(record, separators=(",", ":"))
 
 
 @dataclass
-class WatchCounters:
+class ViewCounters:
     seen: int = 0
     undecodable: int = 0
     lost: int = 0
 
 
 @dataclass
-class Watcher:
-    """Decodes raw records and writes one line each to ``out``."""
+class View:
+    """Feeds events to the engine and writes one line per output to ``out``."""
 
     out: TextIO
+    engine: Engine
     as_json: bool = False
-    counters: WatchCounters = field(default_factory=WatchCounters)
-
-    def __post_init__(self) -> None:
-        self._format: Callable[[StateChange], str] = format_json if self.as_json else format_text
+    offset_ns: int = MONOTONIC_TO_WALL_NS
+    counters: ViewCounters = field(default_factory=ViewCounters)
 
     def header(self) -> None:
         if not self.as_json:
@@ -77,11 +133,16 @@ class Watcher:
         except DecodeError:
             self.counters.undecodable += 1
             return
-        self.counters.seen += 1
-        self.out.write(self._format(event) + "\n")
+        self.on_event(event)
 
-    def summary(self) -> str:
-        text = f"synfin watch: {self.counters.seen} events, {self.counters.lost} lost"
+    def on_event(self, event: Event) -> None:
+        self.counters.seen += 1
+        render = format_json if self.as_json else format_text
+        for output in self.engine.feed(event):
+            self.out.write(render(output, self.offset_ns) + "\n")
+
+    def summary(self, command: str = "watch") -> str:
+        text = f"synfin {command}: {self.counters.seen} events, {self.counters.lost} lost"
         if self.counters.lost:
             text += " (raise --ring-buffer-pages or narrow the filters)"
         if self.counters.undecodable:

@@ -1,6 +1,6 @@
-// The record every synfin probe writes to its ring buffer, and the constants shared with
-// collector/events.py, which decodes it. Change both together: the layout is pinned by
-// tests/test_events.py against the compiled probe.
+// The records synfin's probe writes to its ring buffer, and the constants shared with
+// collector/events.py, which decodes them. Change both together: tests/test_events.py pins
+// the Python side and the integration tests check the kernel's records against it.
 #ifndef SYNFIN_EVENTS_H
 #define SYNFIN_EVENTS_H
 
@@ -9,7 +9,18 @@
 #define AF_INET_NUM 2
 #define AF_INET6_NUM 10
 #define IPPROTO_TCP_NUM 6
+#define TCP_ESTABLISHED_NUM 1
+#define TCP_SYN_SENT_NUM 2
+#define TCP_SYN_RECV_NUM 3
+#define TCP_FIN_WAIT1_NUM 4
+#define TCP_FIN_WAIT2_NUM 5
+#define TCP_TIME_WAIT_NUM 6
 #define TCP_CLOSE_NUM 7
+#define TCP_CLOSE_WAIT_NUM 8
+#define TCP_LISTEN_NUM 10
+#define TCP_CLOSING_NUM 11
+#define SEND_SHUTDOWN_BIT 2
+#define RCV_SHUTDOWN_BIT 1
 
 // Kernel TCP states are 1..13 today; slot 0 collects anything out of range.
 #define N_STATE_SLOTS 16
@@ -17,23 +28,57 @@
 #define MAX_FILTER_PORTS 1024
 
 enum synfin_event_kind {
-    EVENT_STATE_CHANGE = 1,
+    EVENT_STATE_CHANGE = 1,  // a full socket changed state
+    EVENT_SOCKET_END = 2,    // tcp:tcp_destroy_sock: the full socket is gone; facts are final
+    EVENT_TIMEWAIT_END = 3,  // the timewait socket that carried FIN-WAIT-2/TIME-WAIT is gone
+    EVENT_RESET_SENT = 4,    // this host sent a RST (skaddr 0: no socket, e.g. closed port)
+    EVENT_RESET_RECEIVED = 5,
 };
 
-#define EVENT_FLAG_PROCESS_CONTEXT 0x1
+#define EVENT_FLAG_PROCESS_CONTEXT 0x1  // pid is the process this ran in
+#define EVENT_FLAG_TIMER_EXPIRED 0x2    // TIMEWAIT_END: its timer ran out (else: killed)
+
+// What the kernel showed happening to one socket, accumulated while it lives. The probe only
+// records observations; collector/lifecycle.py decides what they mean.
+#define FACT_ACTIVE_OPEN (1u << 0)        // CLOSE -> SYN_SENT (connect)
+#define FACT_PASSIVE_OPEN (1u << 1)       // LISTEN -> SYN_RECV (child of a listener)
+#define FACT_SIMULTANEOUS_OPEN (1u << 2)  // SYN_SENT -> SYN_RECV
+#define FACT_ESTABLISHED (1u << 3)
+#define FACT_LOCAL_FIN_FIRST (1u << 4)    // -> FIN_WAIT1: this side closed first
+#define FACT_REMOTE_FIN_FIRST (1u << 5)   // -> CLOSE_WAIT: the peer closed first
+#define FACT_CLOSING (1u << 6)            // FIN_WAIT1 -> CLOSING: both closed at once
+#define FACT_HALF_CLOSE (1u << 7)         // -> FIN_WAIT1 by shutdown(SHUT_WR), not close()
+#define FACT_RESET_RECEIVED (1u << 8)
+#define FACT_RESET_SENT (1u << 9)
+#define FACT_RESET_SENT_BY_PROCESS (1u << 10)  // the RST went out from a syscall (abort)
+#define FACT_CLOSED_BY_PROCESS (1u << 11) // -> CLOSE ran in a syscall (close, abort)
+#define FACT_TIMEWAIT (1u << 12)          // handed over to a timewait socket
+#define FACT_SYN_OBSERVED (1u << 13)      // passive: start_ns is the SYN's arrival
+#define FACT_PREEXISTING (1u << 14)       // first seen mid-life: began before synfin
+#define FACT_SYN_RETRANSMITTED (1u << 15)
+#define FACT_CLOSED (1u << 16)            // reached CLOSE
+#define FACT_LISTENED (1u << 17)          // -> LISTEN: a listening socket, not a connection
 
 enum synfin_stat {
     STAT_EVENTS_SENT = 0,
     STAT_EVENTS_LOST = 1,
-    STAT_COUNT = 2,
+    STAT_SOCKETS_TRACKED = 2,   // entries created in the sockets map
+    STAT_SOCKETS_EVICTED = 3,   // created while the map was full: an older entry was evicted
+    STAT_TIMEWAIT_UNTRACKED = 4,  // a timewait socket ended that synfin never saw begin
+    STAT_COUNT = 5,
 };
 
 struct synfin_event {
     u64 ts_ns;        // bpf_ktime_get_ns(): CLOCK_MONOTONIC
-    u64 skaddr;       // the socket's address: the connection key while it lives
+    u64 skaddr;       // the socket (the timewait socket for TIMEWAIT_END)
     u64 since_ns;     // when the socket entered oldstate; 0 when synfin did not see it
-    u32 pid;          // tgid, only in process context, else 0
-    u32 tid;
+    u64 start_ns;     // connect(), the SYN's arrival (passive, observed), or first sight
+    u64 aux;          // STATE_CHANGE into CLOSE: the timewait socket taking over, else 0
+    u64 cgroup_id;    // the owner's cgroup (v2 id), 0 if unknown
+    u32 pid;          // the process this ran in, only in process context, else 0
+    u32 owner_pid;    // the last process seen acting on this socket in its own context
+    u32 netns;        // network namespace inode number, 0 if unknown
+    u32 facts;        // FACT_* so far
     u16 family;       // AF_INET or AF_INET6
     u16 sport;        // host byte order
     u16 dport;
@@ -41,10 +86,13 @@ struct synfin_event {
     u8 flags;         // EVENT_FLAG_*
     u8 saddr[16];     // IPv6, or IPv4-mapped IPv6 for AF_INET
     u8 daddr[16];
-    char comm[16];    // only in process context
+    char comm[16];    // the owner's command name
     u8 oldstate;      // kernel TCP_* values
     u8 newstate;
-    u8 reserved[6];
+    u8 detail;        // TIMEWAIT_END and handover: tw substate; resets: the state it hit
+    u8 syn_retrans;   // SYN (active) or SYN-ACK (passive) retransmissions
+    u16 reason;       // RESET_SENT: enum sk_rst_reason, where the kernel gives one
+    u16 reserved;
 };
 
 struct filter_config {

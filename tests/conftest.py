@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from collector.events import StateChange, decode
+pytest.register_assert_rewrite("tests.scenario_checks")
+
+from collector.events import Event, decode
 from collector.netns import HostPair
-from collector.probes import ProbeOptions, StateProbe
+from collector.probes import ProbeOptions, TcpProbe
 
 
 def bpf_unavailable_reason() -> str | None:
@@ -39,7 +41,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class Recorder:
     """Collects the probe's records; `wait_for` polls until a condition holds or times out."""
 
-    def __init__(self, probe: StateProbe) -> None:
+    def __init__(self, probe: TcpProbe) -> None:
         self.probe = probe
         self.records: list[bytes] = []
         probe.open_stream(self.records.append)
@@ -49,12 +51,10 @@ class Recorder:
         self.probe.drain()
         self.records.clear()
 
-    def events(self) -> list[StateChange]:
+    def events(self) -> list[Event]:
         return [decode(record) for record in self.records]
 
-    def wait_for(
-        self, done: Callable[[list[StateChange]], bool], timeout: float = 10.0
-    ) -> list[StateChange]:
+    def wait_for(self, done: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
         deadline = time.monotonic() + timeout
         while True:
             self.probe.poll(50)
@@ -64,13 +64,13 @@ class Recorder:
 
 
 @pytest.fixture(scope="session")
-def state_probe() -> Iterator[StateProbe]:
-    with StateProbe(ProbeOptions()) as probe:
+def state_probe() -> Iterator[TcpProbe]:
+    with TcpProbe(ProbeOptions()) as probe:
         yield probe
 
 
 @pytest.fixture(scope="session")
-def recorder(state_probe: StateProbe) -> Recorder:
+def recorder(state_probe: TcpProbe) -> Recorder:
     return Recorder(state_probe)
 
 

@@ -1,0 +1,81 @@
+"""Checks shared by the live scenario tests and the replay of their recordings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from collector.events import Event
+from collector.lifecycle import Connection, Engine
+from collector.scenarios import Expected, Scenario
+
+# /proc/net/snmp Tcp counter -> SnmpCounts attribute
+COMPARED_COUNTERS = {
+    "ActiveOpens": "active_opens",
+    "PassiveOpens": "passive_opens",
+    "AttemptFails": "attempt_fails",
+    "EstabResets": "estab_resets",
+    "OutRsts": "out_rsts",
+}
+
+
+@dataclass
+class Run:
+    """An engine fed a stream, and every connection its outputs mentioned, in order."""
+
+    engine: Engine
+    connections: list[Connection] = field(default_factory=list)
+
+    def find(self, opened: str) -> Connection | None:
+        matches = [
+            c for c in self.connections if c.classification and c.classification.open == opened
+        ]
+        return matches[-1] if matches else None
+
+
+def run_engine(events: Iterable[Event], reset_reasons: dict[int, str] | None = None) -> Run:
+    run = Run(Engine(reset_reasons=reset_reasons))
+    for event in events:
+        for output in run.engine.feed(event):
+            conn = output.connection
+            if conn is not None and all(conn is not seen for seen in run.connections):
+                run.connections.append(conn)
+    return run
+
+
+def side_done(conn: Connection | None, expected: Expected) -> bool:
+    return (
+        conn is not None
+        and conn.classification is not None
+        and len(conn.path()) >= len(expected.path)
+    )
+
+
+def connections_done(run: Run, scenario: Scenario) -> bool:
+    done = side_done(run.find("active"), scenario.client)
+    if scenario.server is not None:
+        done = done and side_done(run.find("passive"), scenario.server)
+    return done
+
+
+def check_side(conn: Connection | None, expected: Expected, role: str) -> None:
+    assert conn is not None, f"no {role} connection classified"
+    assert tuple(conn.path()) == expected.path, f"{role} path"
+    verdict = conn.classification
+    assert verdict is not None
+    assert (verdict.open, verdict.result, verdict.initiator, verdict.close) == (
+        expected.open,
+        expected.result,
+        expected.initiator,
+        expected.close,
+    ), f"{role} classification: {verdict}"
+    inferred = {(step.source, step.target) for step in conn.steps if not step.observed}
+    assert inferred == set(expected.inferred), f"{role} inferred steps"
+
+
+def check_connections(run: Run, scenario: Scenario) -> None:
+    check_side(run.find("active"), scenario.client, "client")
+    if scenario.server is not None:
+        check_side(run.find("passive"), scenario.server, "server")
+    else:
+        assert run.find("passive") is None

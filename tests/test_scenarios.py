@@ -1,0 +1,95 @@
+"""Every scenario against the real kernel: the documented path and classification of both
+ends, and the engine's counts against the kernel's own Tcp counters in each namespace.
+
+SYNFIN_RECORD_FIXTURES=1 rewrites tests/fixtures/scenarios/ from these runs (the recordings
+tests/test_replay.py replays).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from collector import recording
+from collector.events import Event
+from collector.lifecycle import Engine
+from collector.netns import HostPair
+from collector.scenarios import SCENARIOS, Scenario, snmp_counters
+
+from .conftest import Recorder
+from .scenario_checks import COMPARED_COUNTERS, check_connections, connections_done, run_engine
+
+pytestmark = [pytest.mark.bpf, pytest.mark.netns]
+
+FIXTURES = Path(__file__).parent / "fixtures" / "scenarios"
+FAMILY_IDS = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+CASES = [
+    pytest.param(scenario, family, id=f"{name}-{FAMILY_IDS[family]}")
+    for name, scenario in SCENARIOS.items()
+    for family in scenario.families
+]
+
+
+def namespace_inode(namespace: str) -> int:
+    return os.stat(f"/run/netns/{namespace}").st_ino
+
+
+def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in COMPARED_COUNTERS}
+
+
+def write_fixture(name: str, events: list[Event], reset_reasons: dict[int, str]) -> None:
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    with (FIXTURES / f"{name}.jsonl").open("w") as out:
+        writer = recording.Writer(
+            out, recording.Header(kernel=os.uname().release, reset_reasons=reset_reasons)
+        )
+        for event in events:
+            writer.write(event)
+
+
+@pytest.mark.parametrize(("scenario", "family"), CASES)
+def test_scenario(
+    recorder: Recorder,
+    hosts: HostPair,
+    port: int,
+    scenario: Scenario,
+    family: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    recorder.reset(ports=(port,))
+    namespaces = {"client": hosts.client.namespace, "server": hosts.server.namespace}
+    before = {role: snmp_counters(ns) for role, ns in namespaces.items()}
+
+    scenario.run(hosts, family, port)
+
+    reasons = recorder.probe.features.reset_reasons
+    events = recorder.wait_for(lambda evs: connections_done(run_engine(evs, reasons), scenario))
+    after = {role: snmp_counters(ns) for role, ns in namespaces.items()}
+    run = run_engine(events, reasons)
+
+    check_connections(run, scenario)
+    for role, namespace in namespaces.items():
+        kernel = deltas(before[role], after[role])
+        expected = {name: scenario.snmp.get(role, {}).get(name, 0) for name in COMPARED_COUNTERS}
+        assert kernel == expected, f"{role}: the kernel's own counters moved unexpectedly"
+        counted = run.engine.snmp.get(namespace_inode(namespace))
+        engine_counts = {
+            name: getattr(counted, attr) if counted else 0
+            for name, attr in COMPARED_COUNTERS.items()
+        }
+        assert engine_counts == kernel, f"{role}: engine and kernel disagree"
+
+    client = run.find("active")
+    assert client is not None and client.classification is not None
+    retransmitted = after["client"]["RetransSegs"] - before["client"]["RetransSegs"]
+    if scenario.only_syn_retransmits:
+        assert client.classification.syn_retransmits == retransmitted
+    if client.classification.result == "timeout":
+        assert retransmitted > 0
+
+    if os.environ.get("SYNFIN_RECORD_FIXTURES"):
+        write_fixture(request.node.callspec.id, events, reasons)
