@@ -1,16 +1,16 @@
 """What a connection's facts mean: how it opened, how it closed, or how it failed.
 
-The probe records observations (``Fact``); the rules that interpret them live here, once, and
-serve the live views, replay, and (through the kernel's counts per fact signature) the metrics.
+The probe records observations (``Fact``); the rules that interpret them are the tables below,
+kept in one place so the live views, replay and the metrics all read them the same way. Each
+table is ordered: the first rule whose facts are all present wins.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from collector.events import Fact
-from collector.states import KernelState, documented
+from collector.states import documented
 
 OPEN_ACTIVE = "active"
 OPEN_PASSIVE = "passive"
@@ -37,6 +37,58 @@ CLOSE_ABORT = "abort"
 
 
 @dataclass(frozen=True)
+class Rule:
+    facts: Fact  # all of these must have been seen
+    result: str
+    initiator: str | None
+    close: str | None
+    detail: str  # format fields: {reset_state}, {reason}, {retries}
+
+
+OPEN_RULES: tuple[tuple[Fact, str], ...] = (
+    (Fact.LISTENED, LISTENER),
+    (Fact.SIMULTANEOUS_OPEN, OPEN_SIMULTANEOUS),
+    (Fact.ACTIVE_OPEN, OPEN_ACTIVE),
+    (Fact.PASSIVE_OPEN, OPEN_PASSIVE),
+    (Fact(0), OPEN_UNKNOWN),
+)
+
+# Established connections: who closed first, and how.
+CLOSE_RULES: tuple[Rule, ...] = (
+    Rule(Fact.RESET_RECEIVED, RESULT_ESTABLISHED, INITIATOR_REMOTE, CLOSE_RESET_RECEIVED,
+         "reset by the peer in {reset_state}"),
+    Rule(Fact.RESET_SENT_BY_PROCESS, RESULT_ESTABLISHED, INITIATOR_LOCAL, CLOSE_ABORT,
+         "aborted by the application in {reset_state}: close with unread data or SO_LINGER 0"
+         "{reason}"),
+    Rule(Fact.RESET_SENT, RESULT_ESTABLISHED, INITIATOR_LOCAL, CLOSE_RESET_SENT,
+         "reset sent in {reset_state}{reason}"),
+    Rule(Fact.CLOSING, RESULT_ESTABLISHED, INITIATOR_SIMULTANEOUS, CLOSE_GRACEFUL,
+         "both sides closed at once (CLOSING)"),
+    Rule(Fact.LOCAL_FIN_FIRST | Fact.HALF_CLOSE, RESULT_ESTABLISHED, INITIATOR_LOCAL,
+         CLOSE_HALF_CLOSE, "this side shut down sending first (shutdown), then closed"),
+    Rule(Fact.LOCAL_FIN_FIRST, RESULT_ESTABLISHED, INITIATOR_LOCAL, CLOSE_GRACEFUL,
+         "this side closed first"),
+    Rule(Fact.REMOTE_FIN_FIRST, RESULT_ESTABLISHED, INITIATOR_REMOTE, CLOSE_GRACEFUL,
+         "the peer closed first"),
+    Rule(Fact.CLOSED, RESULT_ESTABLISHED, None, None, "closed without FIN or RST"),
+    Rule(Fact(0), RESULT_ESTABLISHED, None, None, "still open"),
+)  # fmt: skip
+
+# Connections that never got established: why the open failed.
+FAILED_OPEN_RULES: tuple[Rule, ...] = (
+    Rule(Fact.PASSIVE_OPEN | Fact.RESET_RECEIVED, RESULT_RESET, None, None,
+         "reset by the peer in SYN-RCVD"),
+    Rule(Fact.RESET_RECEIVED, RESULT_REFUSED, None, None,
+         "refused: the SYN was answered by a RST ({retries})"),
+    Rule(Fact.RESET_SENT, RESULT_RESET, None, None, "reset sent in {reset_state}{reason}"),
+    Rule(Fact.CLOSED_BY_PROCESS, RESULT_OTHER, None, None,
+         "closed by the application while opening"),
+    Rule(Fact.CLOSED, RESULT_TIMEOUT, None, None, "timed out after {retries}"),
+    Rule(Fact(0), RESULT_OTHER, None, None, "still opening"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Classification:
     open: str  # active, passive, simultaneous, unknown, or listener
     result: str  # established, refused, timeout, reset, other
@@ -45,7 +97,7 @@ class Classification:
     detail: str = ""  # one sentence for people
     syn_retransmits: int = 0  # SYN (active) or SYN-ACK (passive) retransmissions
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "open": self.open,
             "result": self.result,
@@ -61,96 +113,26 @@ class Ending:
     """Everything the rules look at, as recorded by the probe when the socket went away."""
 
     facts: Fact
-    last_state: int  # kernel state at the end
     syn_retrans: int = 0
     reset_state: int = 0  # kernel state the (first) reset hit
     reset_reason: str = ""  # the kernel's name for why it sent a reset, where it gives one
 
 
-def _opened(facts: Fact) -> str:
-    if facts & Fact.SIMULTANEOUS_OPEN:
-        return OPEN_SIMULTANEOUS
-    if facts & Fact.ACTIVE_OPEN:
-        return OPEN_ACTIVE
-    if facts & Fact.PASSIVE_OPEN:
-        return OPEN_PASSIVE
-    return OPEN_UNKNOWN
-
-
-def _state(value: int) -> str:
-    return documented(value).value
-
-
-def _failed_open(opened: str, end: Ending) -> Classification:
-    facts = end.facts
-    retries = f"{end.syn_retrans} SYN retransmit{'s' if end.syn_retrans != 1 else ''}"
-    if facts & Fact.RESET_RECEIVED:
-        if opened == OPEN_PASSIVE:
-            return Classification(opened, RESULT_RESET, detail="reset by the peer in SYN-RCVD")
-        return Classification(
-            opened, RESULT_REFUSED, detail=f"refused: the SYN was answered by a RST ({retries})"
-        )
-    if facts & Fact.RESET_SENT:
-        return Classification(
-            opened, RESULT_RESET, detail=f"reset sent in {_state(end.reset_state)}"
-        )
-    if facts & Fact.CLOSED_BY_PROCESS:
-        return Classification(
-            opened, RESULT_OTHER, detail="closed by the application while opening"
-        )
-    if end.last_state in (KernelState.SYN_SENT, KernelState.SYN_RECV, KernelState.CLOSE):
-        return Classification(opened, RESULT_TIMEOUT, detail=f"timed out after {retries}")
-    return Classification(
-        opened, RESULT_OTHER, detail=f"never established (last {_state(end.last_state)})"
-    )
-
-
-def _closed(opened: str, end: Ending) -> Classification:
-    facts = end.facts
-
-    def closed(initiator: str, kind: str, detail: str) -> Classification:
-        return Classification(opened, RESULT_ESTABLISHED, initiator, kind, detail)
-
-    reason = f" ({end.reset_reason})" if end.reset_reason else ""
-    if facts & Fact.RESET_RECEIVED:
-        return closed(
-            INITIATOR_REMOTE,
-            CLOSE_RESET_RECEIVED,
-            f"reset by the peer in {_state(end.reset_state)}",
-        )
-    if facts & Fact.RESET_SENT_BY_PROCESS:
-        return closed(
-            INITIATOR_LOCAL,
-            CLOSE_ABORT,
-            f"aborted by the application in {_state(end.reset_state)}: close with unread data "
-            f"or SO_LINGER 0{reason}",
-        )
-    if facts & Fact.RESET_SENT:
-        return closed(
-            INITIATOR_LOCAL, CLOSE_RESET_SENT, f"reset sent in {_state(end.reset_state)}{reason}"
-        )
-    if facts & Fact.CLOSING:
-        return closed(INITIATOR_SIMULTANEOUS, CLOSE_GRACEFUL, "both sides closed at once (CLOSING)")
-    if facts & Fact.LOCAL_FIN_FIRST:
-        if facts & Fact.HALF_CLOSE:
-            return closed(
-                INITIATOR_LOCAL, CLOSE_HALF_CLOSE, "this side shut down sending first, then closed"
-            )
-        return closed(INITIATOR_LOCAL, CLOSE_GRACEFUL, "this side closed first")
-    if facts & Fact.REMOTE_FIN_FIRST:
-        return closed(INITIATOR_REMOTE, CLOSE_GRACEFUL, "the peer closed first")
-    return Classification(opened, RESULT_ESTABLISHED, detail="closed without FIN or RST")
+def how_opened(facts: Fact) -> str:
+    return next(name for needed, name in OPEN_RULES if facts & needed == needed)
 
 
 def classify(end: Ending) -> Classification:
     """Classify a socket from what the probe saw of it."""
-    facts = end.facts
-    opened = _opened(facts)
-    if facts & Fact.LISTENED or end.last_state == KernelState.LISTEN:
+    opened = how_opened(end.facts)
+    if opened == LISTENER:
         return Classification(LISTENER, RESULT_OTHER, detail="a listening socket")
-    verdict = (
-        _closed(opened, end)
-        if facts & Fact.ESTABLISHED or opened == OPEN_UNKNOWN
-        else _failed_open(opened, end)
+    established = end.facts & Fact.ESTABLISHED or opened == OPEN_UNKNOWN
+    rules = CLOSE_RULES if established else FAILED_OPEN_RULES
+    rule = next(rule for rule in rules if end.facts & rule.facts == rule.facts)
+    detail = rule.detail.format(
+        reset_state=documented(end.reset_state).value,
+        reason=f" ({end.reset_reason})" if end.reset_reason else "",
+        retries=f"{end.syn_retrans} SYN retransmit{'' if end.syn_retrans == 1 else 's'}",
     )
-    return dataclasses.replace(verdict, syn_retransmits=end.syn_retrans)
+    return Classification(opened, rule.result, rule.initiator, rule.close, detail, end.syn_retrans)

@@ -274,13 +274,15 @@ def replay(path: Path, as_json: bool) -> None:
 
     Needs neither root nor BPF.
     """
-    header, events = recording.read(path)
-    engine = Engine(reset_reasons=header.reset_reasons)
-    view = View(out=sys.stdout, engine=engine, as_json=as_json, offset_ns=header.clock_offset_ns)
-    view.header()
-    try:
-        for event in events:
-            view.on_event(event)
-    except BrokenPipeError:
-        silence_stdout()
+    with recording.Reader(path) as reader:
+        engine = Engine(reset_reasons=reader.header.reset_reasons)
+        view = View(
+            out=sys.stdout, engine=engine, as_json=as_json, offset_ns=reader.header.clock_offset_ns
+        )
+        view.header()
+        try:
+            for event in reader:
+                view.on_event(event)
+        except BrokenPipeError:
+            silence_stdout()
     click.echo(view.summary("replay"), err=True)

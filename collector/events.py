@@ -13,7 +13,7 @@ import socket
 import struct
 from dataclasses import asdict, dataclass
 
-from collector.states import State, documented, kernel_state_name
+from collector.states import State, documented
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -52,6 +52,7 @@ class Fact(enum.IntFlag):
 
 FLAG_PROCESS_CONTEXT = 0x1
 FLAG_TIMER_EXPIRED = 0x2
+FLAG_TIMEWAIT = 0x4
 
 # struct synfin_event, field by field (little-endian, natural alignment, no implicit padding).
 EVENT_LAYOUT = struct.Struct("<QQQQQQIIIIHHHBB16s16s16sBBBBH2x")
@@ -125,6 +126,11 @@ class Event:
     def in_process_context(self) -> bool:
         """True when this ran in a process's own context (``pid`` means something)."""
         return bool(self.flags & FLAG_PROCESS_CONTEXT)
+
+    @property
+    def about_timewait(self) -> bool:
+        """True for records about a timewait socket (seen through its timer, not set_state)."""
+        return bool(self.flags & FLAG_TIMEWAIT)
 
     @property
     def timer_expired(self) -> bool:

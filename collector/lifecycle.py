@@ -68,7 +68,7 @@ class Connection:
     daddr: bytes = b"\0" * 16
     owner_pid: int = 0
     comm: str = ""
-    facts: Fact = Fact(0)
+    facts: Fact = field(default_factory=lambda: Fact(0))
     timewait: int = 0  # the timewait socket that took over, while it lives
     steps: list[Step] = field(default_factory=list)
     classification: Classification | None = None
@@ -251,18 +251,24 @@ class Engine:
             return []
         conn = self._connection(event)
         if conn.timewait == event.skaddr:
-            # A timewait socket's timer re-armed: the peer's FIN moved it into TIME-WAIT.
-            return [
-                self._step(
-                    conn, event, event.new, event.ts_ns, observed=True, how="timewait socket"
-                )
-            ]
+            return [self._rearmed(conn, event)]
         if event.aux:
             return self._hand_over(conn, event)
         outputs: list[Output] = [self._step(conn, event, event.new, event.ts_ns, observed=True)]
         if event.newstate == KernelState.LAST_ACK:
             outputs += self._peer_sent_fin(conn, event)
         return outputs
+
+    def _rearmed(self, conn: Connection, event: Event) -> StepTaken:
+        """The timewait timer re-armed: the peer's FIN moved the socket into TIME-WAIT."""
+        how = "timewait timer re-armed by the peer's FIN"
+        last = conn.steps[-1] if conn.steps else None
+        if conn.state is event.new and last is not None and not last.observed:
+            # Already inferred (from the peer's FIN on this host): the observation replaces it.
+            conn.steps.pop()
+            conn.state, conn.state_ns = last.source, last.since_ns
+            how += " (confirms the inference)"
+        return self._step(conn, event, event.new, event.ts_ns, observed=True, how=how)
 
     def _flush_child(self, skaddr: int, now: Event) -> list[Output]:
         created = self._children.pop(skaddr, None)
@@ -314,7 +320,7 @@ class Engine:
         reason = self.reset_reasons.get(
             event.reason, f"reason {event.reason}" if event.reason else ""
         )
-        ending = Ending(conn.facts, event.oldstate, event.syn_retrans, event.detail, reason)
+        ending = Ending(conn.facts, event.syn_retrans, event.detail, reason)
         conn.classification = classify(ending)
         self.live.pop(event.skaddr, None)
         if not conn.timewait:

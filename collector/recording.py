@@ -80,63 +80,68 @@ class Writer:
         self.out.write(json.dumps(event.to_record(), separators=(",", ":")) + "\n")
 
 
-def _lines(stream: IO[bytes], path: Path) -> Iterator[tuple[int, str]]:
-    number = 0
-    while True:
-        raw = stream.readline(MAX_LINE + 1)
+class Reader:
+    """A recording opened for replay: ``with Reader(path) as reader: for event in reader: ...``.
+
+    Errors name the file and line; the file is closed however reading ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._stream: IO[bytes] = path.open("rb")
+        except FileNotFoundError:
+            raise RecordingError(
+                f"{path}: no such file", "give the path of a synfin recording"
+            ) from None
+        except OSError as error:
+            raise RecordingError(
+                f"cannot read {path}: {error.strerror}", "check the path and its permissions"
+            ) from None
+        self._number = 0
+        try:
+            first = self._next_line()
+            if first is None:
+                raise RecordingError(f"{path} is empty", "record one with `synfin record -o FILE`")
+            self.header = Header.from_json(first, path)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def _next_line(self) -> str | None:
+        raw = self._stream.readline(MAX_LINE + 1)
         if not raw:
-            return
-        number += 1
+            return None
+        self._number += 1
+        where = f"{self.path}:{self._number}"
         if len(raw) > MAX_LINE:
             raise RecordingError(
-                f"{path}:{number}: line longer than {MAX_LINE} bytes", "is this a recording?"
+                f"{where}: line longer than {MAX_LINE} bytes", "is this a recording?"
             )
         try:
-            yield number, raw.decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise RecordingError(
-                f"{path}:{number}: not UTF-8 text", "is this a recording?"
-            ) from None
+            raise RecordingError(f"{where}: not UTF-8 text", "is this a recording?") from None
 
+    def __iter__(self) -> Iterator[Event]:
+        while (line := self._next_line()) is not None:
+            if not line.strip():
+                continue
+            where = f"{self.path}:{self._number}"
+            if not line.endswith("\n"):
+                raise RecordingError(f"{where}: truncated last line", "the recording was cut short")
+            try:
+                yield from_record(json.loads(line))
+            except DecodeError as error:
+                raise RecordingError(f"{where}: {error}", "is this a synfin recording?") from None
+            except ValueError:
+                raise RecordingError(f"{where}: not JSON", "is this a synfin recording?") from None
 
-def read(path: Path) -> tuple[Header, Iterator[Event]]:
-    """The header and the events of a recording; errors name the file and line."""
-    try:
-        stream = path.open("rb")
-    except FileNotFoundError:
-        raise RecordingError(
-            f"{path}: no such file", "give the path of a synfin recording"
-        ) from None
-    except (PermissionError, IsADirectoryError) as error:
-        raise RecordingError(
-            f"cannot read {path}: {error.strerror}", "check the path and its permissions"
-        ) from None
-    lines = _lines(stream, path)
-    try:
-        first = next(lines, None)
-    except RecordingError:
-        stream.close()
-        raise
-    if first is None:
-        stream.close()
-        raise RecordingError(f"{path} is empty", "record one with `synfin record -o FILE`")
-    header = Header.from_json(first[1], path)
+    def close(self) -> None:
+        self._stream.close()
 
-    def events() -> Iterator[Event]:
-        with stream:
-            for number, line in lines:
-                if not line.strip():
-                    continue
-                if not line.endswith("\n"):
-                    raise RecordingError(
-                        f"{path}:{number}: truncated last line", "the recording was cut short"
-                    )
-                try:
-                    yield from_record(json.loads(line))
-                except ValueError as error:  # DecodeError is a ValueError, as is bad JSON
-                    what = error if isinstance(error, DecodeError) else "not JSON"
-                    raise RecordingError(
-                        f"{path}:{number}: {what}", "is this a synfin recording?"
-                    ) from None
+    def __enter__(self) -> Reader:
+        return self
 
-    return header, events()
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -9,6 +9,7 @@ runs them for people.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import subprocess
@@ -39,7 +40,10 @@ class Expected:
     result: str
     initiator: str | None = None
     close: str | None = None
-    inferred: tuple[tuple[State, State], ...] = ()  # steps that must be marked inferred
+    # Steps synfin may have to infer; every other step must be observed. Whether it infers
+    # them depends on kernel timing (a timewait timer re-arm is traced only when it changes
+    # timer-wheel buckets), so either is right for these.
+    inferable: tuple[tuple[State, State], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,10 +230,8 @@ def reset_abort(hosts: HostPair, family: int, port: int) -> None:
     listener, client, accepted = pair(hosts, family, port)
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()
-    try:
+    with contextlib.suppress(ConnectionResetError):
         read_to_eof(accepted)
-    except ConnectionResetError:
-        pass
     accepted.close()
     listener.close()
 
@@ -240,10 +242,8 @@ def unread_data_abort(hosts: HostPair, family: int, port: int) -> None:
     client.sendall(b"data the server never reads")
     time.sleep(0.1)
     accepted.close()
-    try:
+    with contextlib.suppress(ConnectionResetError):
         read_to_eof(client)
-    except ConnectionResetError:
-        pass
     client.close()
     listener.close()
 
@@ -320,7 +320,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "half-close",
-            "the client shuts down sending, the server answers after the client's FIN, then both close",
+            "the client shuts down sending; the server answers after that FIN, then both close",
             half_close,
             # Not orphaned, the client's socket stays in FIN-WAIT-2 until the server's FIN:
             # its hand-over to the timewait socket is the observed entry into TIME-WAIT.

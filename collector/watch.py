@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from collector.classify import LISTENER
 from collector.events import DecodeError, Event, decode, family_name
-from collector.lifecycle import Classified, Engine, Noted, Output, StepTaken
+from collector.lifecycle import Engine, Noted, Output, StepTaken
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
 MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
@@ -65,7 +66,7 @@ def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
         )
     else:
         conn, verdict = output.connection, output.classification
-        summary = f"{verdict.open} open, {verdict.result}"
+        summary = f"{verdict.open} open, {verdict.result}" if verdict.open != LISTENER else LISTENER
         if verdict.close:
             summary += f"; {verdict.initiator} {verdict.close.replace('_', '-')} close"
         line = (

@@ -37,6 +37,7 @@ enum synfin_event_kind {
 
 #define EVENT_FLAG_PROCESS_CONTEXT 0x1  // pid is the process this ran in
 #define EVENT_FLAG_TIMER_EXPIRED 0x2    // TIMEWAIT_END: its timer ran out (else: killed)
+#define EVENT_FLAG_TIMEWAIT 0x4         // about a timewait socket (seen through its timer)
 
 // What the kernel showed happening to one socket, accumulated while it lives. The probe only
 // records observations; collector/lifecycle.py decides what they mean.

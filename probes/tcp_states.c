@@ -240,6 +240,8 @@ start_event(u8 kind, u64 now, u64 skaddr, struct sock_entry *entry)
         event->pid = bpf_get_current_pid_tgid() >> 32;
         event->flags |= EVENT_FLAG_PROCESS_CONTEXT;
     }
+    if (entry->is_timewait)
+        event->flags |= EVENT_FLAG_TIMEWAIT;
     return event;
 }
 

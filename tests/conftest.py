@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-pytest.register_assert_rewrite("tests.scenario_checks")
-
 from collector.events import Event, decode
 from collector.netns import HostPair
 from collector.probes import ProbeOptions, TcpProbe
+
+pytest.register_assert_rewrite("tests.scenario_checks")
 
 
 def bpf_unavailable_reason() -> str | None:

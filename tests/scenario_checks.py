@@ -70,7 +70,7 @@ def check_side(conn: Connection | None, expected: Expected, role: str) -> None:
         expected.close,
     ), f"{role} classification: {verdict}"
     inferred = {(step.source, step.target) for step in conn.steps if not step.observed}
-    assert inferred == set(expected.inferred), f"{role} inferred steps"
+    assert inferred <= set(expected.inferable), f"{role}: steps inferred that should be observed"
 
 
 def check_connections(run: Run, scenario: Scenario) -> None:

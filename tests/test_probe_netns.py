@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from collector.events import AF_INET, AF_INET6, EVENT_SIZE, StateChange
+from collector.events import AF_INET, AF_INET6, EVENT_SIZE, Event, EventKind
 from collector.netns import HostPair
 from collector.states import State
 
@@ -50,16 +50,22 @@ def client_closes_first(hosts: HostPair, family: int, port: int) -> None:
     listener.close()
 
 
-def paths_by_socket(events: list[StateChange]) -> dict[int, list[State]]:
+def state_changes(events: list[Event]) -> list[Event]:
+    """The records of sock:inet_sock_set_state (not the timewait timers' or the ends')."""
+    return [e for e in events if e.kind == EventKind.STATE_CHANGE and not e.about_timewait]
+
+
+def paths_by_socket(events: list[Event]) -> dict[int, list[State]]:
+    """Kernel transitions per socket, as the tracepoint reports them (no reconstruction)."""
     paths: dict[int, list[State]] = {}
-    for event in events:
+    for event in state_changes(events):
         paths.setdefault(event.skaddr, [event.old]).append(event.new)
     return paths
 
 
-def connection_done(events: list[StateChange]) -> bool:
-    closes = sum(1 for e in events if e.new is State.CLOSED)
-    return closes >= 3  # client, accepted child, listener
+def connection_done(events: list[Event]) -> bool:
+    ends = sum(1 for e in events if e.kind == EventKind.SOCKET_END)
+    return ends >= 3  # client, accepted child, listener
 
 
 @pytest.mark.parametrize("family", [AF_INET, AF_INET6], ids=["ipv4", "ipv6"])
@@ -92,7 +98,7 @@ def test_process_is_named_only_in_process_context(
     recorder.reset(ports=(port,))
     client_closes_first(hosts, AF_INET, port)
     events = recorder.wait_for(connection_done)
-    by_transition = {(e.old, e.new): e for e in events}
+    by_transition = {(e.old, e.new): e for e in state_changes(events)}
 
     # Syscalls of this process: connect, listen and the two closes.
     for transition in [
@@ -107,11 +113,11 @@ def test_process_is_named_only_in_process_context(
         assert event.comm
     # The accepted socket is created by the arriving third ACK, in softirq. On veth that
     # softirq runs on top of this very process (it sent the ACK), so a PID taken blindly
-    # would name it: the probe must not.
+    # would name it: the probe must not. Its owner is carried from the listener instead.
     child = by_transition[(State.LISTEN, State.SYN_RCVD)]
     assert not child.in_process_context
     assert child.pid == 0
-    assert child.comm == ""
+    assert child.owner_pid == os.getpid()
 
 
 def test_time_in_old_state_is_measured_and_blank_when_unseen(
@@ -129,7 +135,7 @@ def test_time_in_old_state_is_measured_and_blank_when_unseen(
     accepted.close()
     listener.close()
     events = recorder.wait_for(connection_done)
-    by_transition = {(e.old, e.new): e for e in events}
+    by_transition = {(e.old, e.new): e for e in state_changes(events)}
 
     # Nothing saw these sockets enter CLOSED or the child enter LISTEN: unknown, not zero.
     assert by_transition[(State.CLOSED, State.SYN_SENT)].time_in_old_state_ns is None
@@ -166,8 +172,12 @@ def test_port_filter_drops_other_ports_from_the_stream_only(
     assert delta >= 12
 
 
-def transition_key(event: StateChange) -> tuple[int, int, int]:
+def transition_key(event: Event) -> tuple[int, int, int]:
     return (event.oldstate, event.newstate, event.family)
+
+
+def transition_counts(events: list[Event]) -> Counter[tuple[int, int, int]]:
+    return Counter(transition_key(e) for e in state_changes(events))
 
 
 def test_in_kernel_counters_agree_with_the_events_received(
@@ -180,10 +190,10 @@ def test_in_kernel_counters_agree_with_the_events_received(
         client_closes_first(hosts, family, port + 2000 + offset)
     recorder.wait_for(lambda events: sum(e.new is State.CLOSED for e in events) >= 12)
     recorder.probe.drain()
-    received_before_read = Counter(transition_key(e) for e in recorder.events())
+    received_before_read = transition_counts(recorder.events())
     after = Counter(recorder.probe.transition_counts())
     recorder.probe.drain()
-    received_after_read = Counter(transition_key(e) for e in recorder.events())
+    received_after_read = transition_counts(recorder.events())
     stats_after = recorder.probe.stream_stats()
 
     counted = after - before

@@ -15,7 +15,6 @@ import pytest
 
 from collector import recording
 from collector.events import Event
-from collector.lifecycle import Engine
 from collector.netns import HostPair
 from collector.scenarios import SCENARIOS, Scenario, snmp_counters
 
