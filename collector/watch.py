@@ -44,6 +44,15 @@ def format_clock(ts_ns: int | None, offset_ns: int = MONOTONIC_TO_WALL_NS) -> st
     return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{micros:06d}"
 
 
+CLOSE_PHRASES = {
+    "graceful": "graceful close",
+    "half_close": "half-close",
+    "reset_sent": "reset",
+    "reset_received": "reset",
+    "abort": "abort",
+}
+
+
 def _owner(pid: int, comm: str) -> str:
     return f"{pid}/{comm}" if pid else ""
 
@@ -68,7 +77,7 @@ def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
         conn, verdict = output.connection, output.classification
         summary = f"{verdict.open} open, {verdict.result}" if verdict.open != LISTENER else LISTENER
         if verdict.close:
-            summary += f"; {verdict.initiator} {verdict.close.replace('_', '-')} close"
+            summary += f"; {verdict.initiator} {CLOSE_PHRASES.get(verdict.close, verdict.close)}"
         line = (
             f"{format_clock(output.event.ts_ns, offset_ns):<15} {conn.local:<23} "
             f"{conn.remote:<23} = {summary}: {verdict.detail}"

@@ -17,6 +17,7 @@ from collector import recording
 from collector.events import Event
 from collector.netns import HostPair
 from collector.scenarios import SCENARIOS, Scenario, snmp_counters
+from collector.watch import MONOTONIC_TO_WALL_NS
 
 from .conftest import Recorder
 from .scenario_checks import COMPARED_COUNTERS, check_connections, connections_done, run_engine
@@ -43,9 +44,8 @@ def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def write_fixture(name: str, events: list[Event], reset_reasons: dict[int, str]) -> None:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     with (FIXTURES / f"{name}.jsonl").open("w") as out:
-        writer = recording.Writer(
-            out, recording.Header(kernel=os.uname().release, reset_reasons=reset_reasons)
-        )
+        header = recording.Header(clock_offset_ns=MONOTONIC_TO_WALL_NS, reset_reasons=reset_reasons)
+        writer = recording.Writer(out, header)
         for event in events:
             writer.write(event)
 
