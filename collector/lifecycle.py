@@ -131,7 +131,15 @@ class Classified:
     event: Event
 
 
-Output = StepTaken | Noted | Classified
+@dataclass(frozen=True)
+class Finished:
+    """The connection is over: CLOSED, and no timewait socket left. Its path is complete."""
+
+    connection: Connection
+    event: Event
+
+
+Output = StepTaken | Noted | Classified | Finished
 
 
 @dataclass
@@ -323,9 +331,11 @@ class Engine:
         ending = Ending(conn.facts, event.syn_retrans, event.detail, reason)
         conn.classification = classify(ending)
         self.live.pop(event.skaddr, None)
+        outputs: list[Output] = [Classified(conn, conn.classification, event)]
         if not conn.timewait:
             conn.finished = True
-        return [Classified(conn, conn.classification, event)]
+            outputs.append(Finished(conn, event))
+        return outputs
 
     def _timewait_end(self, event: Event) -> list[Output]:
         conn = self.live.pop(event.skaddr, None)
@@ -349,6 +359,7 @@ class Engine:
         else:
             how = "FIN-WAIT-2 timed out" if expired else "killed in FIN-WAIT-2"
         outputs.append(self._step(conn, event, State.CLOSED, event.ts_ns, observed=True, how=how))
+        outputs.append(Finished(conn, event))
         return outputs
 
     def _reset(self, event: Event) -> list[Output]:

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from collector.classify import LISTENER
 from collector.events import DecodeError, Event, decode, family_name
-from collector.lifecycle import Engine, Noted, Output, StepTaken
+from collector.lifecycle import Engine, Finished, Noted, Output, StepTaken
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
 MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
@@ -57,7 +57,10 @@ def _owner(pid: int, comm: str) -> str:
     return f"{pid}/{comm}" if pid else ""
 
 
-def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
+def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str | None:
+    """One line for people; None for outputs the text view leaves out."""
+    if isinstance(output, Finished):
+        return None  # its last step is already on screen
     if isinstance(output, StepTaken):
         conn, step = output.connection, output.step
         arrow = "->" if step.observed else "~>"
@@ -109,6 +112,9 @@ def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
     elif isinstance(output, Noted):
         record["type"] = "note"
         record["text"] = output.text
+    elif isinstance(output, Finished):
+        record["type"] = "finished"
+        record.update(output.connection.to_dict())
     else:
         record["type"] = "classified"
         record.update(output.classification.to_dict())
@@ -149,7 +155,9 @@ class View:
         self.counters.seen += 1
         render = format_json if self.as_json else format_text
         for output in self.engine.feed(event):
-            self.out.write(render(output, self.offset_ns) + "\n")
+            line = render(output, self.offset_ns)
+            if line is not None:
+                self.out.write(line + "\n")
 
     def summary(self, command: str = "watch") -> str:
         text = f"synfin {command}: {self.counters.seen} events, {self.counters.lost} lost"

@@ -404,9 +404,11 @@ static __always_inline void timewait_ended(u64 tw, struct sock_entry *entry, u8 
     forget_socket(tw);
 }
 
-// A cancelled timewait timer is a kill only if the same timer is not armed again at once:
-// mod_timer() moving an armed timer to another wheel bucket traces timer_cancel and then
-// timer_start. So a cancel waits in a per-CPU slot until the next timer event on that CPU.
+// A cancelled timewait timer is a kill only if the same timer is not armed or run at once:
+// mod_timer() moving an armed timer to another wheel bucket traces timer_cancel then
+// timer_start, and expire_timers() detaches a due timer (timer_cancel) right before running
+// it (timer_expire_entry). So a cancel waits in a per-CPU slot for the next timer event on
+// that CPU, which settles it.
 struct pending_kill {
     u64 tw;
     u64 ts_ns;
@@ -414,7 +416,7 @@ struct pending_kill {
 
 BPF_PERCPU_ARRAY(kill_slot, struct pending_kill, 1);
 
-static __always_inline void settle_kill(u64 rearmed_timer)
+static __always_inline void settle_kill(u64 same_timer)
 {
     u32 zero = 0;
     struct pending_kill *slot = kill_slot.lookup(&zero);
@@ -423,8 +425,8 @@ static __always_inline void settle_kill(u64 rearmed_timer)
     u64 tw = slot->tw;
     u64 when = slot->ts_ns;
     slot->tw = 0;
-    if (rearmed_timer && rearmed_timer - TW_TIMER_OFF == tw)
-        return;  // re-armed: not a kill
+    if (same_timer && same_timer - TW_TIMER_OFF == tw)
+        return;  // re-armed or running: not a kill
     struct sock_entry *entry = sockets.lookup(&tw);
     if (entry && entry->is_timewait)
         timewait_ended(tw, entry, 0, when);  // killed early: RST, reuse, ss -K, netns exit
@@ -455,7 +457,7 @@ static __always_inline void on_timer_start(u64 timer, u64 function)
 
 static __always_inline void on_timer_expire(u64 timer, u64 function)
 {
-    settle_kill(0);
+    settle_kill(function == TW_TIMER_FN ? timer : 0);
     if (function != TW_TIMER_FN)
         return;
     u64 tw = timer - TW_TIMER_OFF;
@@ -466,28 +468,28 @@ static __always_inline void on_timer_expire(u64 timer, u64 function)
         count_stat(STAT_TIMEWAIT_UNTRACKED);
 }
 
-// The request's timer is cancelled when the third ACK completes the handshake (or the request
-// is dropped). Right before, on this CPU, the child socket appeared: it inherits the SYN time.
-static __always_inline void request_done(u64 req, struct half_open *request)
+// The request's timer is cancelled when the third ACK completes the handshake, right after the
+// child socket appeared on this CPU: the child inherits the SYN time. Other cancels (the
+// detach before a SYN-ACK retransmit runs, a dropped request) leave the request alone: a
+// re-arm keeps its first SYN time, and a dead one ages out of the LRU map.
+static __always_inline void request_cancelled(u64 req, struct half_open *request)
 {
     u32 zero = 0;
     struct pending_child *slot = child_slot.lookup(&zero);
-    u64 now = bpf_ktime_get_ns();
-    if (slot && slot->child && now - slot->ts_ns < ADJACENT_NS) {
-        u64 child = slot->child;
-        struct sock_entry *entry = sockets.lookup(&child);
-        if (entry) {
-            entry->start_ns = request->syn_ns;
-            entry->state_ns = request->syn_ns;  // the textbook's SYN-RCVD began at the SYN
-            entry->syn_retrans = request->synack_retrans;
-            entry->facts |= FACT_SYN_OBSERVED;
-        }
-        slot->child = 0;
+    if (!slot || !slot->child || bpf_ktime_get_ns() - slot->ts_ns > ADJACENT_NS)
+        return;
+    u64 child = slot->child;
+    slot->child = 0;
+    struct sock_entry *entry = sockets.lookup(&child);
+    if (entry) {
+        entry->start_ns = request->syn_ns;
+        entry->state_ns = request->syn_ns;  // the textbook's SYN-RCVD began at the SYN
+        entry->syn_retrans = request->synack_retrans;
+        entry->facts |= FACT_SYN_OBSERVED;
     }
     half_open.delete(&req);
 }
 
-// Timers are cancelled everywhere in the kernel: the lookups below are the whole cost.
 static __always_inline void on_timer_cancel(u64 timer)
 {
     settle_kill(0);
@@ -502,7 +504,7 @@ static __always_inline void on_timer_cancel(u64 timer)
     u64 req = timer - RSK_TIMER_OFF;
     struct half_open *request = half_open.lookup(&req);
     if (request)
-        request_done(req, request);
+        request_cancelled(req, request);
 }
 
 static __always_inline void on_synack_retransmit(u64 req)
