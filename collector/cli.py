@@ -24,8 +24,10 @@ from collector import doctor as doctor_checks
 from collector import recording
 from collector.errors import EXIT_FAILURE, EXIT_OK, SynfinError
 from collector.events import AF_INET, AF_INET6, DecodeError, decode
+from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.lifecycle import Engine
 from collector.probes import ProbeOptions, TcpProbe
+from collector.snapshot import Reconciler, Scope
 from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
 P = ParamSpec("P")
@@ -168,11 +170,26 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+@dataclass
+class Periodic:
+    """Something to run every ``interval`` seconds while streaming."""
+
+    interval: float
+    run: Callable[[], None]
+    due: float = 0.0
+
+    def maybe_run(self, now: float) -> None:
+        if now >= self.due:
+            self.due = now + self.interval
+            self.run()
+
+
 def stream(
     request: StreamRequest,
     command: str,
     on_record: Callable[[bytes], None],
     on_attach: Callable[[TcpProbe], None] = lambda _probe: None,
+    periodic: Periodic | None = None,
 ) -> int:
     """Attach, deliver records until a signal or the duration, detach; return records lost."""
     options = ProbeOptions(
@@ -187,6 +204,8 @@ def stream(
         try:
             while not stopping() and (deadline is None or time.monotonic() < deadline):
                 probe.poll(100)
+                if periodic is not None:
+                    periodic.maybe_run(time.monotonic())
                 sys.stdout.flush()
             probe.drain()
             sys.stdout.flush()
@@ -198,8 +217,16 @@ def stream(
 @main.command()
 @stream_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--reconcile",
+    "reconcile_every",
+    type=click.FloatRange(min=0.1),
+    help="Every this many seconds, compare synfin's count of sockets per state with the "
+    "kernel's (sock_diag) and show any difference. Also learns the sockets that existed "
+    "before synfin started.",
+)
 @reports_errors
-def watch(request: StreamRequest, as_json: bool) -> None:
+def watch(request: StreamRequest, as_json: bool, reconcile_every: float | None) -> None:
     """Show every TCP connection's steps through the textbook states as they happen.
 
     One line per documented transition: time, local and remote address, the transition
@@ -210,12 +237,22 @@ def watch(request: StreamRequest, as_json: bool) -> None:
     classifies a connection when its socket goes away.
     """
     view = View(out=sys.stdout, engine=Engine(), as_json=as_json)
+    scope = Scope(ports=frozenset(request.ports), family=FAMILIES[request.family])
+    reconciler = Reconciler(view.engine, scope) if reconcile_every else None
 
     def attached(probe: TcpProbe) -> None:
         view.engine.reset_reasons = dict(probe.features.reset_reasons)
+        view.engine.sees_timewait = probe.features.available(TIMEWAIT_CAPABILITY)
         view.header()
+        if reconciler is not None:
+            reconciler.seed()
 
-    view.counters.lost = stream(request, "watch", view.on_record, attached)
+    periodic = None
+    if reconciler is not None and reconcile_every:
+        check = reconciler.check
+        periodic = Periodic(reconcile_every, lambda: view.reconciled(*check()))
+        periodic.due = time.monotonic() + reconcile_every
+    view.counters.lost = stream(request, "watch", view.on_record, attached, periodic)
     click.echo(view.summary(), err=True)
 
 
@@ -275,7 +312,10 @@ def replay(path: Path, as_json: bool) -> None:
     Needs neither root nor BPF.
     """
     with recording.Reader(path) as reader:
-        engine = Engine(reset_reasons=reader.header.reset_reasons)
+        engine = Engine(
+            reset_reasons=reader.header.reset_reasons,
+            sees_timewait=reader.header.capabilities.get(TIMEWAIT_CAPABILITY, True),
+        )
         view = View(
             out=sys.stdout, engine=engine, as_json=as_json, offset_ns=reader.header.clock_offset_ns
         )

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import probes, tracefs
+from collector import kernel, probes, tracefs
 from collector.errors import SynfinError
 
 MIN_KERNEL = (4, 16)
@@ -28,6 +28,7 @@ CAP_BPF = 39
 
 class Status(enum.Enum):
     OK = "ok"
+    INFO = "info"  # a fact about this host that does not stop synfin
     WARN = "warn"
     FAIL = "FAIL"
 
@@ -189,10 +190,32 @@ def check_fentry() -> Check:
     except probes.ProbeError as error:
         return Check(
             "fentry",
-            Status.WARN,
-            f"{error.problem}: SYN arrival and TIME-WAIT's end will be inferred, not observed",
+            Status.INFO,
+            f"{error.problem}; not needed: synfin watches timewait and request sockets through "
+            "the timer tracepoints",
         )
-    return Check("fentry", Status.OK, "attaches: SYN arrival and TIME-WAIT's end are observable")
+    return Check("fentry", Status.OK, "attaches (synfin does not need it)")
+
+
+# Inferred on every kernel, whatever it offers: the kernel has no event for these moments.
+ALWAYS_INFERRED = (
+    "TIME-WAIT's start for a socket closed before the peer's FIN (the timewait socket takes "
+    "the FIN silently): from the peer's FIN when both ends are on this host, else from the "
+    "2MSL expiry, unless a traced timer re-arm shows it",
+)
+
+
+def observation_checks(features: kernel.KernelFeatures) -> list[Check]:
+    """Which parts of the documented path this kernel lets synfin observe, and which it infers."""
+    checks = []
+    for capability in features.capabilities:
+        if capability.available:
+            checks.append(Check(f"observed: {capability.name}", Status.OK, capability.observes))
+        else:
+            detail = f"{capability.fallback} ({capability.reason})"
+            checks.append(Check(f"inferred: {capability.name}", Status.WARN, detail))
+    checks += [Check("inferred", Status.INFO, text) for text in ALWAYS_INFERRED]
+    return checks
 
 
 def run_checks(tracefs_override: Path | None = None) -> list[Check]:
@@ -205,6 +228,7 @@ def run_checks(tracefs_override: Path | None = None) -> list[Check]:
     # Loading is only worth trying when nothing it depends on failed.
     if passed(checks) and root is not None:
         checks += [check_state_probe(root), check_fentry()]
+        checks += observation_checks(kernel.detect(root))
     return checks
 
 

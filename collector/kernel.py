@@ -17,6 +17,7 @@ from collector.btf import BTF, VMLINUX, BTFError
 from collector.errors import SynfinError
 
 KALLSYMS = Path("/proc/kallsyms")
+TIMEWAIT_CAPABILITY = "timewait and request timers"
 
 TIMER_TRACEPOINTS = (
     tracefs.Tracepoint("timer", "timer_start", ("timer", "function"), "2.6.30"),
@@ -208,7 +209,7 @@ def detect(
         lambda: _shutdown_layout(btf, btf_problem),
     )
     d.capability(
-        "timewait and request timers",
+        TIMEWAIT_CAPABILITY,
         "OBSERVE_TIMERS",
         "the timewait socket's start and end (2MSL expiry or kill), and the SYN's arrival "
         "at a listener (start of SYN-RCVD)",

@@ -13,7 +13,7 @@ It imports nothing from bcc: replay feeds it recorded events, the tests feed it 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from collector.classify import Classification, Ending, classify
@@ -81,6 +81,10 @@ class Connection:
     @property
     def remote(self) -> str:
         return format_endpoint(self.family, self.daddr, self.dport)
+
+    @property
+    def key(self) -> tuple[int, int, bytes, int, bytes, int]:
+        return (self.netns, self.family, self.saddr, self.sport, self.daddr, self.dport)
 
     def path(self) -> list[State]:
         if not self.steps:
@@ -172,6 +176,14 @@ class SnmpCounts:
             self.estab_resets += 1
 
 
+# (netns, family, local address, local port, remote address, remote port)
+SocketKey = tuple[int, int, bytes, int, bytes, int]
+
+
+def _key(event: Event) -> SocketKey:
+    return (event.netns, event.family, event.saddr, event.sport, event.daddr, event.dport)
+
+
 def _mirror(conn: Connection) -> tuple[bytes, int, bytes, int]:
     return (conn.daddr, conn.dport, conn.saddr, conn.sport)
 
@@ -180,13 +192,20 @@ class Engine:
     """Feed it events in order; it returns what each one means."""
 
     def __init__(
-        self, reset_reasons: Mapping[int, str] | None = None, capacity: int = 65536
+        self,
+        reset_reasons: Mapping[int, str] | None = None,
+        capacity: int = 65536,
+        sees_timewait: bool = True,
     ) -> None:
         self.reset_reasons = dict(reset_reasons or {})
         self.capacity = capacity
+        # False where the kernel hides timewait sockets from synfin (no timer capability).
+        self.sees_timewait = sees_timewait
         self.live: OrderedDict[int, Connection] = OrderedDict()  # by socket address
         self.snmp: dict[int, SnmpCounts] = {}  # by network namespace
         self._children: dict[int, Event] = {}  # LISTEN -> SYN_RECV waiting for the next event
+        # Sockets that existed before synfin, from a kernel snapshot, until their first event.
+        self.preexisting: dict[SocketKey, State] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -203,6 +222,11 @@ class Engine:
         outputs += handler(event)
         return outputs
 
+    def seed(self, sockets: Iterable[tuple[SocketKey, State]]) -> None:
+        """Sockets the kernel reports (a snapshot) that synfin has no events for yet."""
+        tracked = {conn.key for conn in self.live.values()}
+        self.preexisting = {key: state for key, state in sockets if key not in tracked}
+
     def belief(self) -> dict[tuple[int, State], int]:
         """How many live sockets the engine believes are in each (netns, documented state)."""
         counts: dict[tuple[int, State], int] = {}
@@ -211,6 +235,8 @@ class Engine:
                 continue  # counted once, under its timewait socket
             key = (conn.netns, conn.state)
             counts[key] = counts.get(key, 0) + 1
+        for (netns, *_tuple), state in self.preexisting.items():
+            counts[(netns, state)] = counts.get((netns, state), 0) + 1
         return counts
 
     # -- connections ---------------------------------------------------------------------------
@@ -229,6 +255,8 @@ class Engine:
             self.live[event.skaddr] = conn
             if len(self.live) > self.capacity:
                 self.live.popitem(last=False)  # events were lost: forget the oldest
+            if event.facts & Fact.PREEXISTING:
+                self.preexisting.pop(_key(event), None)
         if event.sport or event.dport or not conn.sport:
             # A client's first event has local port 0: later events fill the 4-tuple in.
             conn.sport, conn.dport, conn.saddr, conn.daddr = (
@@ -262,6 +290,8 @@ class Engine:
             return [self._rearmed(conn, event)]
         if event.aux:
             return self._hand_over(conn, event)
+        if self._unseen_hand_over(conn, event):
+            return self._hand_over_unseen(conn, event)
         outputs: list[Output] = [self._step(conn, event, event.new, event.ts_ns, observed=True)]
         if event.newstate == KernelState.LAST_ACK:
             outputs += self._peer_sent_fin(conn, event)
@@ -309,12 +339,30 @@ class Engine:
         # Closed before the peer's FIN: FIN-WAIT-2 goes on, in the timewait socket.
         return [Noted(conn, "FIN-WAIT-2 continues in a timewait socket", event)]
 
+    def _unseen_hand_over(self, conn: Connection, event: Event) -> bool:
+        """FIN_WAIT2|CLOSING -> CLOSE without a reset, on a kernel that hides timewait sockets:
+        tcp_time_wait() handed the connection to one; synfin just cannot see it."""
+        resets = Fact.RESET_RECEIVED | Fact.RESET_SENT
+        return (
+            not self.sees_timewait
+            and event.newstate == KernelState.CLOSE
+            and event.oldstate in (KernelState.FIN_WAIT2, KernelState.CLOSING)
+            and not conn.facts & resets
+        )
+
+    def _hand_over_unseen(self, conn: Connection, event: Event) -> list[Output]:
+        note = "continues in a timewait socket, which this kernel does not let synfin see"
+        if event.oldstate == KernelState.CLOSING:
+            how = f"inferred: CLOSING ends in TIME-WAIT; the connection {note}"
+            return [self._step(conn, event, State.TIME_WAIT, event.ts_ns, observed=False, how=how)]
+        return [Noted(conn, f"FIN-WAIT-2 {note}", event)]
+
     def _peer_sent_fin(self, closer: Connection, event: Event) -> list[Output]:
         """The passive closer sent its FIN: a local active closer in FIN-WAIT-2 gets it now."""
         for conn in self.live.values():
             if (
                 conn.state is State.FIN_WAIT_2
-                and conn.timewait
+                and (conn.timewait or not self.sees_timewait)
                 and (conn.saddr, conn.sport, conn.daddr, conn.dport) == _mirror(closer)
             ):
                 how = "inferred from the peer's FIN (both ends on this host)"

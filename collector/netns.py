@@ -7,6 +7,7 @@ aside for documentation (192.0.2.0/24, 2001:db8::/32).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -26,15 +27,24 @@ NETNS_DIR = Path("/run/netns")
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
-@contextmanager
-def entered(namespace: str) -> Iterator[None]:
-    """Run the block with this thread in ``namespace``.
+def entered(namespace: str) -> contextlib.AbstractContextManager[None]:
+    """Run the block with this thread in the named namespace (``ip netns`` names).
 
     A socket belongs to the namespace it was created in, so sockets created in the block stay
     there after the thread returns to its own namespace.
     """
+    return entered_path(NETNS_DIR / namespace)
+
+
+@contextmanager
+def entered_path(path: Path) -> Iterator[None]:
+    """Run the block with this thread in the namespace ``path`` opens (/proc/PID/ns/net...)."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(NETNS_DIR / namespace, os.O_RDONLY)
+    try:
+        target = os.open(path, os.O_RDONLY)
+    except OSError:
+        os.close(home)
+        raise
     try:
         _setns(target)
         try:

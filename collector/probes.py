@@ -39,6 +39,9 @@ class ProbeOptions:
     max_sockets: int = 65536
     max_half_open: int = 65536
     tracefs_root: Path | None = None
+    # Where to read the kernel's types and symbols (default: the running kernel's own).
+    btf_path: Path | None = None
+    kallsyms_path: Path = kernel.KALLSYMS
 
     def cflags(self, features: kernel.KernelFeatures) -> list[str]:
         return [
@@ -121,7 +124,7 @@ class TcpProbe:
         validate_ringbuf_pages(self.options.ringbuf_pages)
         root = tracefs.find_tracefs(self.options.tracefs_root)
         tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
-        self.features = kernel.detect(root)
+        self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
         self._bpf = load(self.source, self.options.cflags(self.features))
         self._stream_open = False
 

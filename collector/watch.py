@@ -14,6 +14,7 @@ from typing import TextIO
 from collector.classify import LISTENER
 from collector.events import DecodeError, Event, decode, family_name
 from collector.lifecycle import Engine, Finished, Noted, Output, StepTaken
+from collector.snapshot import Difference
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
 MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
@@ -158,6 +159,33 @@ class View:
             line = render(output, self.offset_ns)
             if line is not None:
                 self.out.write(line + "\n")
+
+    def reconciled(self, differences: list[Difference], compared: int) -> None:
+        """Show how synfin's count of sockets per state compares with the kernel's."""
+        if self.as_json:
+            record = {
+                "type": "reconcile",
+                "time": time.time(),
+                "compared": compared,
+                "differences": [
+                    {
+                        "netns": d.netns,
+                        "state": d.state.value,
+                        "synfin": d.synfin,
+                        "kernel": d.kernel,
+                    }
+                    for d in differences
+                ],
+            }
+            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            return
+        if not differences:
+            self.out.write(f"# reconcile: agrees with the kernel ({compared} sockets)\n")
+            return
+        listed = "; ".join(
+            f"netns {d.netns} {d.state}: synfin {d.synfin}, kernel {d.kernel}" for d in differences
+        )
+        self.out.write(f"# reconcile: differs from the kernel ({compared} sockets): {listed}\n")
 
     def summary(self, command: str = "watch") -> str:
         text = f"synfin {command}: {self.counters.seen} events, {self.counters.lost} lost"

@@ -33,8 +33,13 @@ class Run:
         return matches[-1] if matches else None
 
 
-def run_engine(events: Iterable[Event], reset_reasons: dict[int, str] | None = None) -> Run:
-    run = Run(Engine(reset_reasons=reset_reasons))
+def run_engine(
+    events: Iterable[Event],
+    reset_reasons: dict[int, str] | None = None,
+    *,
+    sees_timewait: bool = True,
+) -> Run:
+    run = Run(Engine(reset_reasons=reset_reasons, sees_timewait=sees_timewait))
     for event in events:
         for output in run.engine.feed(event):
             conn = output.connection

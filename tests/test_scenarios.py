@@ -17,6 +17,8 @@ from collector import recording
 from collector.events import Event
 from collector.netns import HostPair
 from collector.scenarios import SCENARIOS, Scenario, snmp_counters
+from collector.snapshot import Reconciler, Scope
+from collector.states import State
 from collector.watch import MONOTONIC_TO_WALL_NS
 
 from .conftest import Recorder
@@ -81,6 +83,15 @@ def test_scenario(
             for name, attr in COMPARED_COUNTERS.items()
         }
         assert engine_counts == kernel, f"{role}: engine and kernel disagree"
+
+    # Ground truth: the sockets still alive (TIME-WAIT ones) as the kernel lists them.
+    inodes = frozenset(namespace_inode(ns) for ns in namespaces.values())
+    differences, compared = Reconciler(
+        run.engine, Scope(ports=frozenset({port}), netns=inodes)
+    ).check()
+    assert differences == [], f"engine and sock_diag disagree over {compared} sockets"
+    sides = [scenario.client, scenario.server]
+    assert compared == sum(1 for side in sides if side and side.path[-1] is State.TIME_WAIT)
 
     client = run.find("active")
     assert client is not None and client.classification is not None

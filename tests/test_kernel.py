@@ -1,0 +1,107 @@
+"""Feature detection: BTF offsets, kallsyms, and what synfin does without them."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from collector.btf import BTF, BTFError
+from collector.events import EventKind
+from collector.kernel import detect, read_kallsyms
+from collector.netns import HostPair
+from collector.probes import ProbeOptions, TcpProbe
+from collector.scenarios import client_closes
+
+from .conftest import Recorder
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+needs_btf = pytest.mark.skipif(not VMLINUX.exists(), reason="this kernel has no BTF")
+
+
+@needs_btf
+def test_btf_finds_members_inside_anonymous_unions() -> None:
+    btf = BTF.from_file()
+    # skc_daddr and skc_rcv_saddr share an anonymous struct in an anonymous union.
+    assert btf.offset("sock_common.skc_daddr") == 0
+    assert btf.offset("sock_common.skc_rcv_saddr") == 4
+    assert btf.offset("sock.__sk_common.skc_net") == btf.offset("sock_common.skc_net")
+    assert btf.enum_values("sk_rst_reason").get(1) in (None, "SK_RST_REASON_NO_SOCKET")
+
+
+@needs_btf
+def test_btf_names_what_is_missing() -> None:
+    btf = BTF.from_file()
+    with pytest.raises(BTFError, match="struct no_such_struct not found"):
+        btf.offset("no_such_struct.x")
+    with pytest.raises(BTFError, match="no member 'no_such_member'"):
+        btf.offset("sock.no_such_member")
+
+
+def test_btf_rejects_what_is_not_btf(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinux"
+    path.write_bytes(struct.pack("<HBBIIIII", 0x1234, 1, 0, 24, 0, 0, 0, 0))
+    with pytest.raises(BTFError, match="bad magic"):
+        BTF.from_file(path)
+    with pytest.raises(BTFError, match="this kernel has no BTF"):
+        BTF.from_file(tmp_path / "missing")
+
+
+def test_kallsyms_zero_addresses_count_as_absent(tmp_path: Path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text("0000000000000000 t tw_timer_handler\nffffffff81000000 t reqsk_timer_handler\n")
+    assert read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, path) == {
+        "reqsk_timer_handler": 0xFFFFFFFF81000000
+    }
+
+
+@pytest.mark.bpf
+def test_without_btf_or_symbols_the_capabilities_are_off_with_reasons(tmp_path: Path) -> None:
+    empty = tmp_path / "kallsyms"
+    empty.write_text("")
+    features = detect(btf_path=tmp_path / "no-btf", kallsyms=empty)
+    unavailable = {c.name: c.reason for c in features.capabilities if not c.available}
+    assert set(unavailable) == {
+        "network namespace",
+        "half-close",
+        "timewait and request timers",
+        "reset namespace",
+    }
+    assert "has no BTF" in unavailable["network namespace"]
+    assert features.defines["OBSERVE_TIMERS"] == 0 and features.defines["READ_NETNS"] == 0
+    assert features.available("process context") and features.available("resets")
+
+
+@pytest.mark.bpf
+@pytest.mark.netns
+def test_the_probe_degrades_without_btf_and_symbols(
+    tmp_path: Path, hosts: HostPair, port: int
+) -> None:
+    """No BTF, no symbols: the probe still compiles and the documented path is still drawn,
+    with TIME-WAIT's start inferred from the peer's FIN and no namespaces."""
+    empty = tmp_path / "kallsyms"
+    empty.write_text("")
+    with TcpProbe(ProbeOptions(btf_path=tmp_path / "no-btf", kallsyms_path=empty)) as probe:
+        recorder = Recorder(probe)
+        recorder.reset(ports=(port,))
+        client_closes(hosts, socket.AF_INET, port)
+        events = recorder.wait_for(
+            lambda evs: sum(e.kind == EventKind.SOCKET_END for e in evs) >= 3
+        )
+    assert {e.netns for e in events} == {0}
+    assert not any(e.aux for e in events)  # no timewait socket seen
+    from .scenario_checks import run_engine  # noqa: PLC0415
+
+    run = run_engine(events)
+    client = run.find("active")
+    assert client is not None and client.classification is not None
+    assert client.classification.close == "graceful"
+    assert [s.value for s in client.path()][:5] == [
+        "CLOSED",
+        "SYN-SENT",
+        "ESTABLISHED",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+    ]
