@@ -198,9 +198,9 @@ def stream(
     deadline = time.monotonic() + request.duration if request.duration else None
     with TcpProbe(options) as probe, stop_on_signals() as stopping:
         probe.set_filter(request.ports, FAMILIES[request.family])
+        click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
         on_attach(probe)
         probe.open_stream(on_record)
-        click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
         try:
             while not stopping() and (deadline is None or time.monotonic() < deadline):
                 probe.poll(100)

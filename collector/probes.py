@@ -18,7 +18,15 @@ from typing import Any
 
 from collector import kernel, tracefs
 from collector.errors import EnvironmentProblem, SynfinError
-from collector.events import AF_INET, AF_INET6, STAT_EVENTS_LOST, STAT_EVENTS_SENT
+from collector.events import (
+    AF_INET,
+    AF_INET6,
+    STAT_EVENTS_LOST,
+    STAT_EVENTS_SENT,
+    STAT_SOCKETS_EVICTED,
+    STAT_SOCKETS_TRACKED,
+    STAT_TIMEWAIT_UNTRACKED,
+)
 
 PROBES_DIR = Path(
     os.environ.get("SYNFIN_PROBES_DIR", Path(__file__).resolve().parent.parent / "probes")
@@ -59,6 +67,17 @@ class ProbeOptions:
 class StreamStats:
     sent: int  # records written to the ring buffer
     lost: int  # records that could not be reserved (buffer full)
+
+
+@dataclass(frozen=True)
+class TrackingStats:
+    """The probe's per-socket map: how full, and what it had to drop."""
+
+    capacity: int
+    live: int  # entries now (sockets and timewait sockets being followed)
+    tracked: int  # entries ever created
+    evicted: int  # created while full: the least recently used entry made room
+    timewait_untracked: int  # timewait sockets that ended without synfin seeing them begin
 
 
 def import_bcc() -> Any:
@@ -212,10 +231,18 @@ class TcpProbe:
             counts[(old, new, family)] = total
         return counts
 
+    def _stat(self, index: int) -> int:
+        return sum(self.bpf[b"stats"][ctypes.c_int(index)])
+
     def stream_stats(self) -> StreamStats:
-        table = self.bpf[b"stats"]
+        return StreamStats(sent=self._stat(STAT_EVENTS_SENT), lost=self._stat(STAT_EVENTS_LOST))
 
-        def total(index: int) -> int:
-            return sum(table[ctypes.c_int(index)])
-
-        return StreamStats(sent=total(STAT_EVENTS_SENT), lost=total(STAT_EVENTS_LOST))
+    def tracking_stats(self) -> TrackingStats:
+        live = self.bpf[b"sockets_live"][ctypes.c_int(0)].value
+        return TrackingStats(
+            capacity=self.options.max_sockets,
+            live=max(live, 0),
+            tracked=self._stat(STAT_SOCKETS_TRACKED),
+            evicted=self._stat(STAT_SOCKETS_EVICTED),
+            timewait_untracked=self._stat(STAT_TIMEWAIT_UNTRACKED),
+        )

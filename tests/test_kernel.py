@@ -13,7 +13,7 @@ from collector.events import EventKind
 from collector.kernel import detect, read_kallsyms
 from collector.netns import HostPair
 from collector.probes import ProbeOptions, TcpProbe
-from collector.scenarios import client_closes
+from collector.scenarios import client_closes, connect, listen
 
 from .conftest import Recorder
 
@@ -105,3 +105,27 @@ def test_the_probe_degrades_without_btf_and_symbols(
         "FIN-WAIT-1",
         "FIN-WAIT-2",
     ]
+
+
+@pytest.mark.bpf
+@pytest.mark.netns
+def test_a_full_sockets_map_evicts_and_counts_it(hosts: HostPair, port: int) -> None:
+    with TcpProbe(ProbeOptions(max_sockets=16)) as probe:
+        recorder = Recorder(probe)
+        recorder.reset(ports=(port,))
+        before = probe.tracking_stats()
+        listener = listen(hosts, socket.AF_INET, port)
+        open_pairs = []
+        for _ in range(20):  # 41 sockets at once for 16 entries
+            client = connect(hosts, socket.AF_INET, port)
+            open_pairs.append((client, listener.accept()[0]))
+        full = probe.tracking_stats()
+        for client, accepted in open_pairs:
+            client.close()
+            accepted.close()
+        listener.close()
+        # Evicted sockets are still streamed (filtered in the kernel, not by the map).
+        events = recorder.wait_for(lambda evs: sum(e.new.value == "LAST-ACK" for e in evs) >= 20)
+    assert full.capacity == 16 and full.live == 16
+    assert full.evicted - before.evicted >= 41 - 16
+    assert sum(e.new.value == "SYN-SENT" for e in events) == 20
