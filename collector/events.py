@@ -86,8 +86,27 @@ def format_endpoint(family: int, raw: bytes, port: int) -> str:
     return f"[{address}]:{port}" if family == AF_INET6 else f"{address}:{port}"
 
 
+class Endpoints:
+    """``local`` and ``remote`` as people write them, for anything with a 4-tuple."""
+
+    __slots__ = ()
+    family: int
+    saddr: bytes
+    sport: int
+    daddr: bytes
+    dport: int
+
+    @property
+    def local(self) -> str:
+        return format_endpoint(self.family, self.saddr, self.sport)
+
+    @property
+    def remote(self) -> str:
+        return format_endpoint(self.family, self.daddr, self.dport)
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Endpoints):
     """One record from the probe. Which fields mean what depends on ``kind``."""
 
     kind: EventKind
@@ -142,14 +161,6 @@ class Event:
         if not self.since_ns or self.since_ns > self.ts_ns:
             return None
         return self.ts_ns - self.since_ns
-
-    @property
-    def local(self) -> str:
-        return format_endpoint(self.family, self.saddr, self.sport)
-
-    @property
-    def remote(self) -> str:
-        return format_endpoint(self.family, self.daddr, self.dport)
 
     def to_record(self) -> dict[str, object]:
         """Every field, losslessly, for ``synfin record`` (bytes as hex)."""

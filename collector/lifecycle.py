@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from collector.classify import Classification, Ending, classify
-from collector.events import Event, EventKind, Fact, format_endpoint
+from collector.events import Endpoints, Event, EventKind, Fact
 from collector.states import KernelState, State, documented
 
 # TCP_TIMEWAIT_LEN: compiled into the kernel (include/net/tcp.h), 2MSL as Linux counts it.
@@ -53,7 +53,7 @@ class Step:
 
 
 @dataclass
-class Connection:
+class Connection(Endpoints):
     """One socket's life, as far as synfin has seen it."""
 
     skaddr: int
@@ -73,14 +73,6 @@ class Connection:
     steps: list[Step] = field(default_factory=list)
     classification: Classification | None = None
     finished: bool = False  # the whole path is known: CLOSED, and no timewait socket left
-
-    @property
-    def local(self) -> str:
-        return format_endpoint(self.family, self.saddr, self.sport)
-
-    @property
-    def remote(self) -> str:
-        return format_endpoint(self.family, self.daddr, self.dport)
 
     @property
     def key(self) -> tuple[int, int, bytes, int, bytes, int]:

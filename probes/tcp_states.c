@@ -130,15 +130,23 @@ static __always_inline int in_process_context(void)
 
 // -- socket fields at BTF offsets ---------------------------------------------------------
 
+#if READ_NETNS
+// The inode number of a struct net: what `ls -l /proc/PID/ns/net` and /run/netns show.
+static __always_inline u32 net_inum(void *net)
+{
+    u32 inum = 0;
+    if (net)
+        bpf_probe_read_kernel(&inum, sizeof(inum), (char *)net + NET_INUM_OFF);
+    return inum;
+}
+#endif
+
 static __always_inline u32 socket_netns(u64 skaddr)
 {
 #if READ_NETNS
     void *net = 0;
-    u32 inum = 0;
     bpf_probe_read_kernel(&net, sizeof(net), (void *)(skaddr + SKC_NET_OFF));
-    if (net)
-        bpf_probe_read_kernel(&inum, sizeof(inum), (char *)net + NET_INUM_OFF);
-    return inum;
+    return net_inum(net);
 #else
     return 0;
 #endif
@@ -553,13 +561,10 @@ static __always_inline u32 skb_netns(u64 skbaddr)
 {
 #if READ_SKB_NETNS
     void *dev = 0, *net = 0;
-    u32 inum = 0;
     bpf_probe_read_kernel(&dev, sizeof(dev), (void *)(skbaddr + SKB_DEV_OFF));
     if (dev)
         bpf_probe_read_kernel(&net, sizeof(net), (char *)dev + DEV_NET_OFF);
-    if (net)
-        bpf_probe_read_kernel(&inum, sizeof(inum), (char *)net + NET_INUM_OFF);
-    return inum;
+    return net_inum(net);
 #else
     return 0;
 #endif
