@@ -136,3 +136,13 @@ def classify(end: Ending) -> Classification:
         retries=f"{end.syn_retrans} SYN retransmit{'' if end.syn_retrans == 1 else 's'}",
     )
     return Classification(opened, rule.result, rule.initiator, rule.close, detail, end.syn_retrans)
+
+
+def facts_the_rules_read() -> Fact:
+    """Every fact some rule looks at: the probe counts endings by these bits only."""
+    mask = Fact.ESTABLISHED
+    for needed, _name in OPEN_RULES:
+        mask |= needed
+    for rule in (*CLOSE_RULES, *FAILED_OPEN_RULES):
+        mask |= rule.facts
+    return mask

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from collector import kernel, tracefs
+from collector.classify import facts_the_rules_read
 from collector.errors import EnvironmentProblem, SynfinError
 from collector.events import (
     AF_INET,
@@ -50,6 +51,7 @@ class ProbeOptions:
     # Where to read the kernel's types and symbols (default: the running kernel's own).
     btf_path: Path | None = None
     kallsyms_path: Path = kernel.KALLSYMS
+    stream_events: bool = True  # False: counters only (`synfin run`)
 
     def cflags(self, features: kernel.KernelFeatures) -> list[str]:
         return [
@@ -57,6 +59,8 @@ class ProbeOptions:
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DMAX_SOCKETS={self.max_sockets}",
             f"-DMAX_HALF_OPEN={self.max_half_open}",
+            f"-DSTREAM_EVENTS={int(self.stream_events)}",
+            f"-DENDING_FACTS_MASK={int(facts_the_rules_read()):#x}",
             *features.cflags(),
             # The host's headers may be for another kernel version; their warnings are noise.
             "-w",
@@ -217,15 +221,47 @@ class TcpProbe:
 
     # -- counters ----------------------------------------------------------------------------
 
+    def attached(self) -> dict[str, bool]:
+        """Every hook this kernel should have, and whether it is attached now."""
+        bpf = self._bpf
+        if bpf is None:
+            return dict.fromkeys(self.expected_hooks(), False)
+        # bcc keys raw tracepoints by name alone; all of synfin's are in the irq category.
+        live = {*bpf.tracepoint_fds, *(b"irq:" + name for name in bpf.raw_tracepoint_fds)}
+        return {name: name.encode() in live for name in self.expected_hooks()}
+
+    def expected_hooks(self) -> list[str]:
+        hooks = ["sock:inet_sock_set_state", "tcp:tcp_destroy_sock"]
+        wanted = {
+            "process context": ["irq:softirq_entry", "irq:softirq_exit"],
+            kernel.TIMEWAIT_CAPABILITY: [
+                "timer:timer_start", "timer:timer_expire_entry", "timer:timer_cancel",
+                "tcp:tcp_retransmit_synack",
+            ],
+            "resets": ["tcp:tcp_send_reset", "tcp:tcp_receive_reset", "tcp:tcp_retransmit_skb"],
+        }  # fmt: skip
+        for capability, names in wanted.items():
+            if self.features.available(capability):
+                hooks += names
+        return hooks
+
+    def set_labels(self, ports: Iterable[int] = (), listening: bool = False) -> None:
+        """Give these ports (and with ``listening``, every listening port) their own label."""
+        table = self.bpf[b"label_ports"]
+        table.clear()
+        for port in sorted(set(ports)):
+            table[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+        self.bpf[b"label_listening"][ctypes.c_int(0)] = ctypes.c_uint32(int(listening))
+
     def transition_counts(self) -> dict[tuple[int, int, int], int]:
         """Exact count of every TCP transition since load: (old, new, family) -> count."""
         table = self.bpf[b"transitions"]
         counts: dict[tuple[int, int, int], int] = {}
-        for key, per_cpu in table.items():
+        for key, per_cpu in table.items_lookup_batch():
             total = sum(per_cpu)
             if not total:
                 continue
-            slot_pair, is_ipv6 = divmod(key.value, 2)
+            slot_pair, is_ipv6 = divmod(getattr(key, "value", key), 2)
             old, new = divmod(slot_pair, N_STATE_SLOTS)
             family = AF_INET6 if is_ipv6 else AF_INET
             counts[(old, new, family)] = total

@@ -17,8 +17,10 @@
 #define TCP_TIME_WAIT_NUM 6
 #define TCP_CLOSE_NUM 7
 #define TCP_CLOSE_WAIT_NUM 8
+#define TCP_LAST_ACK_NUM 9
 #define TCP_LISTEN_NUM 10
 #define TCP_CLOSING_NUM 11
+#define TCP_NEW_SYN_RECV_NUM 12
 #define SEND_SHUTDOWN_BIT 2
 #define RCV_SHUTDOWN_BIT 1
 
@@ -94,6 +96,62 @@ struct synfin_event {
     u8 syn_retrans;   // SYN (active) or SYN-ACK (passive) retransmissions
     u16 reason;       // RESET_SENT: enum sk_rst_reason, where the kernel gives one
     u16 reserved;
+};
+
+// -- metrics: read at scrape time by collector/metrics.py -----------------------------------
+
+// log2 histograms of microseconds: slot 0 counts under 1 us, slot b >= 1 counts
+// [2^(b-1), 2^b) us, and the last slot everything above (2^26 us, 67 s).
+#define HIST_SLOTS 28
+struct hist {
+    u64 slots[HIST_SLOTS];
+    u64 sum_ns;
+};
+
+#define ROLE_ACTIVE 0
+#define ROLE_PASSIVE 1
+#define N_ROLES 2
+
+#define N_RESET_REASONS 64  // enum sk_rst_reason values above this share the last slot
+
+enum retransmit_kind {
+    RETRANSMIT_SYN = 0,
+    RETRANSMIT_SYNACK = 1,
+    RETRANSMIT_DATA = 2,
+    N_RETRANSMIT_KINDS = 3,
+};
+
+// What happened to timewait sockets, per family (index * 2 + is_ipv6).
+enum timewait_counter {
+    TW_HANDOVER_FIN_WAIT2 = 0,      // FIN_WAIT2 -> timewait socket in FIN-WAIT-2
+    TW_HANDOVER_TIME_WAIT = 1,      // FIN_WAIT2 -> timewait socket in TIME-WAIT
+    TW_HANDOVER_CLOSING = 2,        // CLOSING -> timewait socket in TIME-WAIT
+    TW_REARMED = 3,                 // its timer re-armed by the peer's FIN: FIN-WAIT-2 -> TIME-WAIT
+    TW_END_EXPIRED = 4,             // TIME-WAIT ran its 2MSL
+    TW_END_KILLED = 5,              // TIME-WAIT killed early
+    TW_END_FIN_WAIT2_EXPIRED = 6,   // FIN-WAIT-2 timed out in the timewait socket
+    TW_END_FIN_WAIT2_KILLED = 7,
+    TW_END_UNSEEN_ENTRY = 8,        // ended in TIME-WAIT that synfin saw it enter only now
+    N_TIMEWAIT_COUNTERS = 9,
+};
+
+enum open_kind {
+    OPEN_CONNECTED = 0,  // SYN_SENT -> ESTABLISHED
+    OPEN_ACCEPTED = 1,   // LISTEN -> SYN_RECV: a listener's child socket (PassiveOpens)
+};
+
+struct open_key {
+    u16 kind;
+    u16 family;
+    u16 port;  // the labelled port (collector/probes.py allow-list), 0 for "other"
+    u16 reserved;
+};
+
+// A socket's facts when it went away (masked to what the classification rules read).
+struct ending_key {
+    u32 facts;
+    u16 family;
+    u16 port;
 };
 
 struct filter_config {

@@ -13,6 +13,7 @@
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
 //   READ_SHUTDOWN     1: SK_SHUTDOWN_OFF/_SHIFT/_BITS tell shutdown(SHUT_WR) from close()
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
+//   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`)
 //   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
 //                        RETRANSMIT_HAS_STATE; READ_SKB_NETNS for socketless resets
 //
@@ -45,6 +46,9 @@ enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #endif
 #ifndef OBSERVE_RESETS
 #define OBSERVE_RESETS 0
+#endif
+#ifndef STREAM_EVENTS
+#define STREAM_EVENTS 1
 #endif
 #ifndef MAX_LISTENERS
 #define MAX_LISTENERS 4096
@@ -200,6 +204,9 @@ static __always_inline void capture_owner(struct sock_entry *entry)
 
 static __always_inline int stream_wanted(u16 family, u16 sport, u16 dport)
 {
+#if !STREAM_EVENTS
+    return 0;  // metrics only (`synfin run`): counters do not need the stream
+#endif
     u32 zero = 0;
     struct filter_config *config = filter_config.lookup(&zero);
     if (!config)
@@ -257,6 +264,119 @@ static __always_inline void send_event(struct synfin_event *event)
 {
     events.ringbuf_submit(event, 0);
     count_stat(STAT_EVENTS_SENT);
+}
+
+// -- metrics ------------------------------------------------------------------------------
+//
+// Everything `synfin run` exports is counted here, whether or not anything reads the stream.
+// Per-CPU maps: no atomics on the hot path; the collector sums the CPUs at scrape time.
+
+#ifndef ENDING_FACTS_MASK
+#define ENDING_FACTS_MASK 0xffffffff
+#endif
+#ifndef MAX_ENDINGS
+#define MAX_ENDINGS 4096
+#endif
+#ifndef MAX_LABEL_PORTS
+#define MAX_LABEL_PORTS 256
+#endif
+
+// Tracked sockets per (kernel state, family): moved on every change, so a scrape reads them.
+BPF_PERCPU_ARRAY(sockets_by_state, s64, N_STATE_SLOTS * 2);
+BPF_PERCPU_ARRAY(handshake_seconds, struct hist, N_ROLES);
+BPF_PERCPU_ARRAY(state_seconds, struct hist, N_STATE_SLOTS);
+BPF_PERCPU_ARRAY(connection_seconds, struct hist, N_ROLES);
+BPF_PERCPU_ARRAY(resets_sent, u64, N_STATE_SLOTS * N_RESET_REASONS);
+BPF_PERCPU_ARRAY(resets_received, u64, N_STATE_SLOTS);
+BPF_PERCPU_ARRAY(retransmits, u64, N_RETRANSMIT_KINDS * N_STATE_SLOTS);
+BPF_PERCPU_ARRAY(timewait_counts, u64, N_TIMEWAIT_COUNTERS * 2);
+BPF_PERCPU_HASH(opens, struct open_key, u64, MAX_ENDINGS);
+BPF_PERCPU_HASH(endings, struct ending_key, u64, MAX_ENDINGS);
+// Ports that get their own label (from --port-label); every other port is 0, "other".
+BPF_HASH(label_ports, u16, u8, MAX_LABEL_PORTS);
+// 1: every port a local listener accepts on gets its own label too (--port-label-listening).
+BPF_ARRAY(label_listening, u32, 1);
+
+static __always_inline u32 family_slot(u16 family)
+{
+    return family == AF_INET6_NUM;
+}
+
+static __always_inline void add_to(u64 *counter)
+{
+    if (counter)
+        *counter += 1;
+}
+
+static __always_inline void gauge_move(int from, int to, u16 family)
+{
+    u32 index;
+    s64 *value;
+    if (from >= 0) {
+        index = state_slot(from) * 2 + family_slot(family);
+        value = sockets_by_state.lookup(&index);
+        if (value)
+            *value -= 1;
+    }
+    if (to >= 0) {
+        index = state_slot(to) * 2 + family_slot(family);
+        value = sockets_by_state.lookup(&index);
+        if (value)
+            *value += 1;
+    }
+}
+
+static __always_inline void observe(struct hist *hist, u64 ns)
+{
+    if (!hist)
+        return;
+    // Slot 0 is under 1 us; slot b >= 1 is [2^(b-1), 2^b) us; the last slot is the rest.
+    u64 us = ns / 1000;
+    u32 slot = us ? bpf_log2l(us) : 0;
+    if (slot >= HIST_SLOTS)
+        slot = HIST_SLOTS - 1;
+    hist->slots[slot] += 1;
+    hist->sum_ns += ns;
+}
+
+static __always_inline void observe_state(int state, u64 since, u64 now)
+{
+    if (!since || since > now || state == TCP_CLOSE_NUM)
+        return;
+    u32 index = state_slot(state);
+    observe(state_seconds.lookup(&index), now - since);
+}
+
+static __always_inline u16 port_label(u16 port, int listening)
+{
+    u32 zero = 0;
+    u32 *all_listening = label_listening.lookup(&zero);
+    if (listening && all_listening && *all_listening)
+        return port;
+    return label_ports.lookup(&port) ? port : 0;
+}
+
+static __always_inline void count_open(u16 kind, struct sock_entry *entry)
+{
+    struct open_key key = {.kind = kind, .family = entry->family};
+    key.port = kind == OPEN_ACCEPTED ? port_label(entry->sport, 1) : port_label(entry->dport, 0);
+    u64 zero = 0;
+    add_to(opens.lookup_or_try_init(&key, &zero));
+}
+
+static __always_inline void count_ending(struct sock_entry *entry)
+{
+    struct ending_key key = {.facts = entry->facts & ENDING_FACTS_MASK, .family = entry->family};
+    int passive = (entry->facts & FACT_PASSIVE_OPEN) != 0;
+    key.port = passive ? port_label(entry->sport, 1) : port_label(entry->dport, 0);
+    u64 zero = 0;
+    add_to(endings.lookup_or_try_init(&key, &zero));
+}
+
+static __always_inline void count_timewait(u32 counter, u16 family)
+{
+    u32 index = counter * 2 + family_slot(family);
+    add_to(timewait_counts.lookup(&index));
 }
 
 // -- listeners: a child socket is first owned by whoever listened --------------------------
@@ -326,6 +446,13 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry,
     tw.state_ns = now;
     sockets.update(&timewait->tw, &tw);
     note_insert();
+    gauge_move(-1, timewait->substate, entry->family);
+    if (entry->state == TCP_CLOSING_NUM)
+        count_timewait(TW_HANDOVER_CLOSING, entry->family);
+    else if (timewait->substate == TCP_TIME_WAIT_NUM)
+        count_timewait(TW_HANDOVER_TIME_WAIT, entry->family);
+    else
+        count_timewait(TW_HANDOVER_FIN_WAIT2, entry->family);
 }
 
 #if OBSERVE_TIMERS
@@ -387,6 +514,10 @@ static __always_inline void timewait_rearmed(u64 tw, struct sock_entry *entry, u
     u8 oldstate = entry->state;
     entry->state = substate;
     entry->state_ns = now;
+    gauge_move(oldstate, substate, entry->family);
+    observe_state(oldstate, since, now);
+    if (substate == TCP_TIME_WAIT_NUM)
+        count_timewait(TW_REARMED, entry->family);
     struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, tw, entry);
     if (!event)
         return;
@@ -399,13 +530,27 @@ static __always_inline void timewait_rearmed(u64 tw, struct sock_entry *entry, u
 
 static __always_inline void timewait_ended(u64 tw, struct sock_entry *entry, u8 flags, u64 when)
 {
+    u8 substate = timewait_substate(tw);
+    if (!substate)
+        substate = entry->state;
+    int expired = flags & EVENT_FLAG_TIMER_EXPIRED;
+    gauge_move(entry->state, -1, entry->family);
+    if (substate == TCP_TIME_WAIT_NUM) {
+        count_timewait(expired ? TW_END_EXPIRED : TW_END_KILLED, entry->family);
+        if (entry->state != TCP_TIME_WAIT_NUM)
+            count_timewait(TW_END_UNSEEN_ENTRY, entry->family);  // FIN-WAIT-2/TIME-WAIT split unknown
+        else
+            observe_state(substate, entry->state_ns, when);
+    } else {
+        count_timewait(expired ? TW_END_FIN_WAIT2_EXPIRED : TW_END_FIN_WAIT2_KILLED, entry->family);
+        observe_state(substate, entry->state_ns, when);
+    }
     struct synfin_event *event = start_event(EVENT_TIMEWAIT_END, when, tw, entry);
     if (event) {
-        u8 substate = timewait_substate(tw);
         event->since_ns = entry->state_ns;
-        event->oldstate = substate ? substate : entry->state;
+        event->oldstate = substate;
         event->newstate = TCP_CLOSE_NUM;
-        event->detail = event->oldstate;
+        event->detail = substate;
         event->flags |= flags;
         send_event(event);
     }
@@ -517,6 +662,8 @@ static __always_inline void on_timer_cancel(u64 timer)
 
 static __always_inline void on_synack_retransmit(u64 req)
 {
+    u32 index = RETRANSMIT_SYNACK * N_STATE_SLOTS + TCP_NEW_SYN_RECV_NUM;
+    add_to(retransmits.lookup(&index));
     struct half_open *request = half_open.lookup(&req);
     if (request)
         request->synack_retrans += 1;
@@ -575,6 +722,9 @@ static __always_inline u32 skb_netns(u64 skbaddr)
 static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16 reason,
                                           const u8 *local, const u8 *remote)
 {
+    u32 index = state_slot(state) * N_RESET_REASONS +
+                (reason < N_RESET_REASONS ? reason : N_RESET_REASONS - 1);
+    add_to(resets_sent.lookup(&index));
     struct sock_entry *entry = skaddr ? sockets.lookup(&skaddr) : 0;
     struct sock_entry scratch = {};
     if (entry) {
@@ -605,8 +755,10 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
     }
 }
 
-static __always_inline void on_reset_received(u64 skaddr)
+static __always_inline void on_reset_received(u64 skaddr, int state)
 {
+    u32 index = state_slot(state);
+    add_to(resets_received.lookup(&index));
     struct sock_entry *entry = sockets.lookup(&skaddr);
     if (!entry)
         return;
@@ -623,9 +775,12 @@ static __always_inline void on_reset_received(u64 skaddr)
 static __always_inline void on_retransmit(u64 skaddr, int state_or_unknown)
 {
     struct sock_entry *entry = sockets.lookup(&skaddr);
+    int state = state_or_unknown >= 0 ? state_or_unknown : (entry ? entry->state : 0);
+    u32 kind = state == TCP_SYN_SENT_NUM ? RETRANSMIT_SYN : RETRANSMIT_DATA;
+    u32 index = kind * N_STATE_SLOTS + state_slot(state);
+    add_to(retransmits.lookup(&index));
     if (!entry)
         return;
-    int state = state_or_unknown >= 0 ? state_or_unknown : entry->state;
     if (state == TCP_SYN_SENT_NUM) {
         entry->facts |= FACT_SYN_RETRANSMITTED;
         if (entry->syn_retrans < 255)
@@ -667,6 +822,34 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
     return facts;
 }
 
+static __always_inline void handshake_done(int oldstate, struct sock_entry *entry, u64 now)
+{
+    u32 role;
+    if (oldstate == TCP_SYN_SENT_NUM && (entry->facts & FACT_ACTIVE_OPEN)) {
+        role = ROLE_ACTIVE;  // from connect()'s SYN
+        count_open(OPEN_CONNECTED, entry);
+    } else if (oldstate == TCP_SYN_RECV_NUM && (entry->facts & FACT_SYN_OBSERVED)) {
+        role = ROLE_PASSIVE;  // from the SYN's arrival
+    } else {
+        return;
+    }
+    if (entry->start_ns && entry->start_ns <= now)
+        observe(handshake_seconds.lookup(&role), now - entry->start_ns);
+}
+
+// Open to close (not to the end of TIME-WAIT), for connections that got established.
+static __always_inline void connection_done(struct sock_entry *entry, u64 now)
+{
+    if (!(entry->facts & FACT_ESTABLISHED) || !entry->start_ns)
+        return;
+    u32 role = (entry->facts & FACT_PASSIVE_OPEN) ? ROLE_PASSIVE : ROLE_ACTIVE;
+    if (!(entry->facts & (FACT_ACTIVE_OPEN | FACT_PASSIVE_OPEN)))
+        return;  // began before synfin: its start is unknown
+    u64 end = entry->state == TCP_CLOSE_NUM ? entry->state_ns : now;
+    if (end >= entry->start_ns)
+        observe(connection_seconds.lookup(&role), end - entry->start_ns);
+}
+
 static __always_inline struct sock_entry *entry_for(u64 skaddr, u64 now, int oldstate, int newstate)
 {
     struct sock_entry *entry = sockets.lookup(&skaddr);
@@ -705,6 +888,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
     int in_process = in_process_context();
     u64 since = entry->state_ns;  // 0 for a socket seen for the first time
+    gauge_move(since ? oldstate : -1, newstate, args->family);
+    observe_state(oldstate, since, now);
     entry->facts |= facts_for(oldstate, newstate, skaddr, in_process);
     entry->state = newstate;
     entry->state_ns = now;
@@ -720,7 +905,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
         inherit_listener_owner(entry);
         note_child(skaddr);
+        count_open(OPEN_ACCEPTED, entry);
     }
+    if (newstate == TCP_ESTABLISHED_NUM)
+        handshake_done(oldstate, entry, now);
 
     // tcp_time_wait() arms the timewait socket's timer just before closing the full socket.
     struct pending_timewait timewait = {};
@@ -750,6 +938,9 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
     struct sock_entry *entry = sockets.lookup(&skaddr);
     if (!entry)
         return 0;
+    gauge_move(entry->state, -1, entry->family);
+    count_ending(entry);
+    connection_done(entry, bpf_ktime_get_ns());
     struct synfin_event *event = start_event(EVENT_SOCKET_END, bpf_ktime_get_ns(), skaddr, entry);
     if (event) {
         event->oldstate = entry->state;
@@ -828,7 +1019,9 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
-    on_reset_received((u64)args->skaddr);
+    u64 skaddr = (u64)args->skaddr;
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    on_reset_received(skaddr, entry ? entry->state : 0);
     return 0;
 }
 

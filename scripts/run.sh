@@ -4,5 +4,5 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo/scripts/setup.sh" >&2
-[ "$#" -gt 0 ] || set -- watch
+[ "$#" -gt 0 ] || set -- run
 exec "$repo/.venv/bin/synfin" "$@"
