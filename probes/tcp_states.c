@@ -436,7 +436,7 @@ struct pending_timewait {
     u8 substate;   // TCP_FIN_WAIT2 or TCP_TIME_WAIT: where the timewait socket starts
 };
 
-static __always_inline void hand_over_to_timewait(struct sock_entry *entry,
+static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int oldstate,
                                                   struct pending_timewait *timewait, u64 now)
 {
     entry->facts |= FACT_TIMEWAIT;
@@ -447,7 +447,7 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry,
     sockets.update(&timewait->tw, &tw);
     note_insert();
     gauge_move(-1, timewait->substate, entry->family);
-    if (entry->state == TCP_CLOSING_NUM)
+    if (oldstate == TCP_CLOSING_NUM)
         count_timewait(TW_HANDOVER_CLOSING, entry->family);
     else if (timewait->substate == TCP_TIME_WAIT_NUM)
         count_timewait(TW_HANDOVER_TIME_WAIT, entry->family);
@@ -915,7 +915,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (newstate == TCP_CLOSE_NUM &&
         (oldstate == TCP_FIN_WAIT2_NUM || oldstate == TCP_CLOSING_NUM) &&
         take_timewait(now, &timewait))
-        hand_over_to_timewait(entry, &timewait, now);
+        hand_over_to_timewait(entry, oldstate, &timewait, now);
 
     struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, skaddr, entry);
     if (!event)

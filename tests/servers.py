@@ -1,0 +1,117 @@
+"""Real servers for the tests: a `synfin run` daemon and a Prometheus that scrapes it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SYNFIN = str(Path(sys.executable).parent / "synfin")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def synfin_run(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`synfin run` on a free loopback port; yields (process, port) once it serves."""
+    port = free_port()
+    process = subprocess.Popen(
+        [SYNFIN, "run", "--listen-address", f"127.0.0.1:{port}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert "serving" in line, line + process.stderr.read()
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+        process.stderr.close()
+
+
+class Prometheus:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+
+    def query(self, expr: str, at: float | None = None) -> float | None:
+        """The single value of an instant query; None when it returns no series."""
+        params = {"query": expr} | ({"time": f"{at:.3f}"} if at else {})
+        with urllib.request.urlopen(
+            f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
+        ) as reply:
+            body = json.load(reply)
+        assert body["status"] == "success", body
+        result = body["data"]["result"]
+        if not result:
+            return None
+        assert len(result) == 1, f"{expr} returned {len(result)} series"
+        return float(result[0]["value"][1])
+
+    def series(self, expr: str) -> list[dict[str, object]]:
+        with urllib.request.urlopen(
+            f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        ) as reply:
+            return list(json.load(reply)["data"]["result"])
+
+    def wait_for(self, expr: str, expected: float, timeout: float = 20.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.query(expr)
+            if value == expected or time.monotonic() > deadline:
+                return value
+            time.sleep(0.5)
+
+
+@contextmanager
+def prometheus(tmp: Path, target: str, scheme: str = "http") -> Iterator[Prometheus]:
+    """Prometheus (Debian's package) on loopback, scraping ``target`` every second."""
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: synfin\n    scheme: {scheme}\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    process = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Prometheus(port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/-/ready") as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not become ready"
+            time.sleep(0.2)
+        assert server.wait_for('up{job="synfin"}', 1.0) == 1.0, "Prometheus cannot scrape synfin"
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
