@@ -19,8 +19,10 @@ die() { printf 'synfin-setup: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0): installing packages and mounting tracefs need it"
 command -v apt-get >/dev/null || die "apt-get not found: this setup supports Debian and Ubuntu; install bcc (python3-bpfcc) and kernel headers by hand"
 
-# Packages synfin needs at run time and in its tests.
+# Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
+# for TLS certificates, and systemd-analyze to check the unit file.
 packages=(python3-bpfcc python3-venv python3-pip bpftool iproute2 nftables curl)
+test_packages=(prometheus openssl systemd)
 
 apt_updated=0
 apt_update_once() {
@@ -111,6 +113,9 @@ setup_venv() {
 }
 
 install_packages "${packages[@]}"
+if [ "$extras" = test ]; then
+  install_packages "${test_packages[@]}"
+fi
 setup_headers
 mount_tracefs
 setup_venv
