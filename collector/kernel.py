@@ -129,6 +129,7 @@ def _timer_layout(d: _Detector) -> dict[str, int]:
         "TW_TIMER_FN": d.symbols["tw_timer_handler"],
         "REQSK_TIMER_FN": d.symbols["reqsk_timer_handler"],
         **d.offsets(
+            TIMER_FUNCTION_OFF="timer_list.function",
             TW_TIMER_OFF="inet_timewait_sock.tw_timer",
             TW_SUBSTATE_OFF="inet_timewait_sock.tw_substate",
             RSK_TIMER_OFF="request_sock.rsk_timer",

@@ -36,6 +36,14 @@ N_STATE_SLOTS = 16  # probes/synfin_events.h
 MAX_FILTER_PORTS = 1024  # probes/synfin_events.h
 
 RecordHandler = Callable[[bytes], None]
+# The category of each raw tracepoint synfin attaches (bcc names them without it).
+RAW_CATEGORY = {
+    b"softirq_entry": b"irq:",
+    b"softirq_exit": b"irq:",
+    b"timer_start": b"timer:",
+    b"timer_expire_entry": b"timer:",
+    b"timer_cancel": b"timer:",
+}
 
 
 class ProbeError(EnvironmentProblem):
@@ -226,8 +234,11 @@ class TcpProbe:
         bpf = self._bpf
         if bpf is None:
             return dict.fromkeys(self.expected_hooks(), False)
-        # bcc keys raw tracepoints by name alone; all of synfin's are in the irq category.
-        live = {*bpf.tracepoint_fds, *(b"irq:" + name for name in bpf.raw_tracepoint_fds)}
+        # bcc keys raw tracepoints by name alone.
+        live = {
+            *bpf.tracepoint_fds,
+            *(RAW_CATEGORY.get(name, b"") + name for name in bpf.raw_tracepoint_fds),
+        }
         return {name: name.encode() in live for name in self.expected_hooks()}
 
     def expected_hooks(self) -> list[str]:

@@ -643,21 +643,23 @@ static __always_inline void request_cancelled(u64 req, struct half_open *request
     half_open.delete(&req);
 }
 
-static __always_inline void on_timer_cancel(u64 timer)
+static __always_inline void on_timer_cancel(u64 timer, u64 function)
 {
     settle_kill(0);
-    u64 tw = timer - TW_TIMER_OFF;
-    struct sock_entry *entry = sockets.lookup(&tw);
-    if (entry && entry->is_timewait) {
-        u32 zero = 0;
-        struct pending_kill pending = {.tw = tw, .ts_ns = bpf_ktime_get_ns()};
-        kill_slot.update(&zero, &pending);
-        return;
+    if (function == TW_TIMER_FN) {
+        u64 tw = timer - TW_TIMER_OFF;
+        struct sock_entry *entry = sockets.lookup(&tw);
+        if (entry && entry->is_timewait) {
+            u32 zero = 0;
+            struct pending_kill pending = {.tw = tw, .ts_ns = bpf_ktime_get_ns()};
+            kill_slot.update(&zero, &pending);
+        }
+    } else if (function == REQSK_TIMER_FN) {
+        u64 req = timer - RSK_TIMER_OFF;
+        struct half_open *request = half_open.lookup(&req);
+        if (request)
+            request_cancelled(req, request);
     }
-    u64 req = timer - RSK_TIMER_OFF;
-    struct half_open *request = half_open.lookup(&req);
-    if (request)
-        request_cancelled(req, request);
 }
 
 static __always_inline void on_synack_retransmit(u64 req)
@@ -970,21 +972,36 @@ RAW_TRACEPOINT_PROBE(softirq_exit)
 // -- the timer hooks ----------------------------------------------------------------------
 
 #if OBSERVE_TIMERS
-TRACEPOINT_PROBE(timer, timer_start)
+// Raw tracepoints: these fire for every timer in the kernel, and a raw tracepoint skips
+// building the trace record. Each one's first argument is the struct timer_list; its
+// callback is read at the BTF offset TIMER_FUNCTION_OFF.
+static __always_inline u64 timer_function(u64 timer)
 {
-    on_timer_start((u64)args->timer, (u64)args->function);
+    u64 function = 0;
+    bpf_probe_read_kernel(&function, sizeof(function), (void *)(timer + TIMER_FUNCTION_OFF));
+    return function;
+}
+
+RAW_TRACEPOINT_PROBE(timer_start)
+{
+    u64 timer = ctx->args[0];
+    on_timer_start(timer, timer_function(timer));
     return 0;
 }
 
-TRACEPOINT_PROBE(timer, timer_expire_entry)
+RAW_TRACEPOINT_PROBE(timer_expire_entry)
 {
-    on_timer_expire((u64)args->timer, (u64)args->function);
+    u64 timer = ctx->args[0];
+    on_timer_expire(timer, timer_function(timer));
     return 0;
 }
 
-TRACEPOINT_PROBE(timer, timer_cancel)
+RAW_TRACEPOINT_PROBE(timer_cancel)
 {
-    on_timer_cancel((u64)args->timer);
+    // Still set while it is cancelled (timer_shutdown clears it only afterwards): only
+    // timewait and request timers cost a map lookup.
+    u64 timer = ctx->args[0];
+    on_timer_cancel(timer, timer_function(timer));
     return 0;
 }
 

@@ -1,0 +1,248 @@
+"""synfin's overhead and exactness under load, beside nothing attached and bcc's tcpstates.
+
+    sudo .venv/bin/python bench/run.py [--rounds 3] [--requests 20000] [--concurrency 20]
+
+Starts nginx on loopback, then for each round runs `ab` once per configuration, in turn:
+nothing attached (the limit), `synfin run` (metrics only), `synfin watch --json > /dev/null`
+(per-event streaming) and bcc's `tcpstates` writing to /dev/null. Each `ab` request is one
+TCP connection (HTTP/1.0, no keep-alive). Writes raw results as JSON and a Markdown table.
+Installs nginx-light, apache2-utils and bpfcc-tools from the distribution if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
+NGINX_PORT = 18080
+METRICS_PORT = 19977
+PACKAGES = {"nginx": "nginx-light", "ab": "apache2-utils", "tcpstates-bpfcc": "bpfcc-tools"}
+CONFIGS = ("none", "run", "watch", "tcpstates")
+
+
+@dataclass
+class Result:
+    config: str
+    round: int
+    requests_per_second: float
+    connections: int  # ActiveOpens during the run (the kernel's count)
+    observer_cpu_seconds: float = 0.0
+    observer_peak_rss_mb: float = 0.0
+    synfin_connects: int | None = None  # synfin_tcp_connects_total delta (run)
+    synfin_accepts: int | None = None
+    kernel_passive_opens: int = 0
+    delivered: int | None = None  # records a streaming observer printed
+    lost: int | None = None  # records synfin says it lost (watch)
+    notes: list[str] = field(default_factory=list)
+
+
+def ensure_tools() -> None:
+    missing = [package for tool, package in PACKAGES.items() if not shutil.which(tool)]
+    if missing:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True
+        )
+
+
+@contextmanager
+def nginx() -> Iterator[None]:
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "nginx.conf"
+        config.write_text(
+            f"daemon off; worker_processes 1; pid {folder}/nginx.pid; error_log stderr error;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{ access_log off; keepalive_timeout 0; client_body_temp_path {folder};\n"
+            f"  server {{ listen 127.0.0.1:{NGINX_PORT}; location / {{ return 200 'ok'; }} }} }}\n"
+        )
+        process = subprocess.Popen(["nginx", "-c", str(config)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def snmp() -> dict[str, int]:
+    lines = [
+        line.split()
+        for line in Path("/proc/net/snmp").read_text().splitlines()
+        if line.startswith("Tcp:")
+    ]
+    return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def scrape(names: tuple[str, ...]) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics") as reply:
+        text = reply.read().decode()
+    totals = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def start_observer(config: str, sink: Path) -> subprocess.Popen[bytes] | None:
+    commands = {
+        "run": [SYNFIN, "run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"],
+        "watch": [SYNFIN, "watch", "--json"],
+        "tcpstates": ["tcpstates-bpfcc"],
+    }
+    if config == "none":
+        return None
+    out = sink.open("wb")
+    process = subprocess.Popen(commands[config], stdout=out, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    if config == "tcpstates":
+        deadline = time.monotonic() + 60
+        while sink.stat().st_size == 0 and time.monotonic() < deadline:  # its header: attached
+            time.sleep(0.1)
+    else:
+        process.stderr.readline()  # "serving ..." / "tracing ...": attached
+    return process
+
+
+def ab(requests: int, concurrency: int) -> float:
+    output = subprocess.run(
+        ["ab", "-q", "-n", str(requests), "-c", str(concurrency), f"http://127.0.0.1:{NGINX_PORT}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    match = re.search(r"Requests per second:\s+([\d.]+)", output)
+    assert match, output
+    return float(match[1])
+
+
+def measure(config: str, number: int, requests: int, concurrency: int) -> Result:
+    with tempfile.TemporaryDirectory() as folder:
+        sink = Path(folder) / "out"
+        observer = start_observer(config, sink)
+        names = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total")
+        # Scrape, then read the kernel: the scrape's own connection is in both counts.
+        metrics_before = scrape(names) if config == "run" else {}
+        cpu_before = process_cpu(observer.pid) if observer else 0.0
+        kernel_before = snmp()
+        rate = ab(requests, concurrency)
+        time.sleep(0.5)  # let the last closes and the stream settle
+        metrics_after = scrape(names) if config == "run" else {}
+        kernel_after = snmp()
+        result = Result(
+            config, number, rate, kernel_after["ActiveOpens"] - kernel_before["ActiveOpens"]
+        )
+        result.kernel_passive_opens = kernel_after["PassiveOpens"] - kernel_before["PassiveOpens"]
+        if observer is None:
+            return result
+        result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
+        result.observer_peak_rss_mb = peak_rss_mb(observer.pid)
+        if config == "run":
+            result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
+            result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
+        observer.send_signal(signal.SIGINT)
+        _, stderr = observer.communicate(timeout=60)
+        if config in ("watch", "tcpstates"):
+            result.delivered = sum(1 for _ in sink.open("rb"))
+        if config == "watch":
+            summary = re.search(rb"(\d+) events, (\d+) lost", stderr)
+            if summary:
+                result.lost = int(summary[2])
+    return result
+
+
+def table(results: list[Result]) -> str:
+    by_config = {
+        c: [r for r in results if r.config == c]
+        for c in CONFIGS
+        if any(r.config == c for r in results)
+    }
+    limit = statistics.median(r.requests_per_second for r in by_config["none"])
+    rows = [
+        "| configuration | requests/s (median) | vs. nothing | observer CPU s | peak RSS MB | counted exactly |",
+        "|---|---|---|---|---|---|",
+    ]
+    for config, runs in by_config.items():
+        rate = statistics.median(r.requests_per_second for r in runs)
+        if config == "run":
+            exact = all(
+                r.synfin_connects == r.connections and r.synfin_accepts == r.kernel_passive_opens
+                for r in runs
+            )
+            counted = "yes: connects = ActiveOpens, accepts = PassiveOpens" if exact else "NO"
+        elif config == "watch":
+            counted = f"stream: {sum(r.delivered or 0 for r in runs)} records, {sum(r.lost or 0 for r in runs)} lost"
+        elif config == "tcpstates":
+            counted = f"stream: {sum(r.delivered or 0 for r in runs)} lines (no loss count)"
+        else:
+            counted = "-"
+        cpu = statistics.median(r.observer_cpu_seconds for r in runs)
+        rss = max(r.observer_peak_rss_mb for r in runs)
+        rows.append(
+            f"| {config} | {rate:,.0f} | {rate / limit:.3f} | {cpu:.2f} | {rss:.0f} | {counted} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--raw", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: run as root (it loads BPF programs and installs tools)", file=sys.stderr)
+        return 3
+    ensure_tools()
+    configs = [c for c in args.configs.split(",") if c]
+    results: list[Result] = []
+    with nginx():
+        ab(2000, args.concurrency)  # warm-up
+        for number in range(args.rounds):
+            order = configs[number % len(configs) :] + configs[: number % len(configs)]
+            for config in order:
+                result = measure(config, number, args.requests, args.concurrency)
+                print(json.dumps(asdict(result)), flush=True)
+                results.append(result)
+    args.raw.parent.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    args.raw.write_text(json.dumps({"machine": machine, "args": vars(args) | {"raw": str(args.raw)},
+                                    "results": [asdict(r) for r in results]}, indent=1))  # fmt: skip
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
