@@ -185,7 +185,8 @@ def table(results: list[Result]) -> str:
     }
     limit = statistics.median(r.requests_per_second for r in by_config["none"])
     rows = [
-        "| configuration | requests/s (median) | vs. nothing | observer CPU s | peak RSS MB | counted exactly |",
+        "| configuration | requests/s (median) | vs. nothing | observer CPU s | peak RSS MB "
+        "| counted exactly |",
         "|---|---|---|---|---|---|",
     ]
     for config, runs in by_config.items():
@@ -197,7 +198,8 @@ def table(results: list[Result]) -> str:
             )
             counted = "yes: connects = ActiveOpens, accepts = PassiveOpens" if exact else "NO"
         elif config == "watch":
-            counted = f"stream: {sum(r.delivered or 0 for r in runs)} records, {sum(r.lost or 0 for r in runs)} lost"
+            delivered, lost = sum(r.delivered or 0 for r in runs), sum(r.lost or 0 for r in runs)
+            counted = f"stream: {delivered} records, {lost} lost"
         elif config == "tcpstates":
             counted = f"stream: {sum(r.delivered or 0 for r in runs)} lines (no loss count)"
         else:
@@ -238,8 +240,9 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    args.raw.write_text(json.dumps({"machine": machine, "args": vars(args) | {"raw": str(args.raw)},
-                                    "results": [asdict(r) for r in results]}, indent=1))  # fmt: skip
+    raw = {"machine": machine, "args": vars(args) | {"raw": str(args.raw)}}
+    raw["results"] = [asdict(r) for r in results]
+    args.raw.write_text(json.dumps(raw, indent=1))
     print(table(results))
     return 0
 

@@ -207,6 +207,22 @@ class BasicAuth:
         return [b"Unauthorized\n"]
 
 
+def routes(metrics: WSGIApp) -> WSGIApp:
+    """/metrics, a pointer to it at /, and 404 for anything else."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"synfin: TCP handshake and teardown metrics at /metrics\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not found: synfin serves /metrics\n"]
+
+    return app
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scraper that never reads holds only its own thread
     address_family = socket.AF_INET
@@ -249,6 +265,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
 def serve(app: WSGIApp, listen: str, config: WebConfig) -> tuple[WSGIServer, threading.Thread]:
     """Start serving ``app`` on a background thread; the caller shuts the server down."""
     host, port = parse_listen_address(listen)
+    app = routes(app)
     if config.users:
         app = BasicAuth(app, config.users)
     server_class = type("Server", (_Server,), {})

@@ -129,6 +129,14 @@ def test_sigkill_leaves_nothing_attached() -> None:
 
 
 @pytest.mark.bpf
+def test_only_metrics_is_served() -> None:
+    with synfin_run("--ground-truth=off") as (_daemon, port):
+        assert curl(f"http://127.0.0.1:{port}/metrics").stdout == "200"
+        assert curl(f"http://127.0.0.1:{port}/").stdout == "200"
+        assert curl(f"http://127.0.0.1:{port}/debug").stdout == "404"
+
+
+@pytest.mark.bpf
 def test_check_attaches_detaches_and_says_so() -> None:
     result = subprocess.run([SYNFIN, "run", "--check"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
