@@ -898,11 +898,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     entry->family = args->family;
     entry->sport = args->sport;
     entry->dport = args->dport;
+#if STREAM_EVENTS
+    // Only the stream shows addresses and owners; the counters need neither.
     // IPv4 sockets fill the v6 fields too (v4-mapped), so one copy serves both families.
     __builtin_memcpy(entry->saddr, args->saddr_v6, sizeof(entry->saddr));
     __builtin_memcpy(entry->daddr, args->daddr_v6, sizeof(entry->daddr));
     if (in_process)
         capture_owner(entry);
+#endif
     track_listener(oldstate, newstate, entry);
     if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
         inherit_listener_owner(entry);
