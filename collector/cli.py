@@ -40,6 +40,15 @@ R = TypeVar("R")
 FAMILIES = {"any": 0, "ipv4": AF_INET, "ipv6": AF_INET6}
 
 
+tracefs_option = click.option(
+    "--tracefs",
+    "tracefs_root",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="SYNFIN_TRACEFS",
+    help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
+)
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn a SynfinError into one line on stderr and its exit code."""
 
@@ -92,12 +101,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--tracefs",
-    "tracefs_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
-)
+@tracefs_option
 @reports_errors
 def doctor(tracefs_root: Path | None) -> None:
     """Check that synfin can run here, and say what it observes and what it infers."""
@@ -153,12 +157,7 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
         show_default=True,
         help="Ring buffer size in pages (a power of two); raise it if events are lost.",
     )
-    @click.option(
-        "--tracefs",
-        "tracefs_root",
-        type=click.Path(path_type=Path, file_okay=False),
-        help="Where tracefs is mounted.",
-    )
+    @tracefs_option
     @functools.wraps(command)
     def wrapper(
         ports: tuple[int, ...],
@@ -425,12 +424,7 @@ def load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | N
     envvar="SYNFIN_GROUND_TRUTH_INTERVAL",
     help="Seconds between ground-truth samples.",
 )
-@click.option(
-    "--tracefs",
-    "tracefs_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where tracefs is mounted.",
-)
+@tracefs_option
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

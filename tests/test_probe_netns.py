@@ -10,7 +10,7 @@ import pytest
 
 from collector.events import AF_INET, AF_INET6, EVENT_SIZE, Event, EventKind
 from collector.netns import HostPair
-from collector.states import State
+from collector.states import PASSIVE_OPEN_PASSIVE_CLOSE, State
 
 from .conftest import Recorder
 
@@ -24,14 +24,7 @@ CLIENT_PATH = [
     State.FIN_WAIT_2,
     State.CLOSED,  # the kernel hands the rest to a timewait socket: no TIME-WAIT event
 ]
-SERVER_PATH = [
-    State.LISTEN,
-    State.SYN_RCVD,
-    State.ESTABLISHED,
-    State.CLOSE_WAIT,
-    State.LAST_ACK,
-    State.CLOSED,
-]
+SERVER_PATH = list(PASSIVE_OPEN_PASSIVE_CLOSE)
 
 
 def client_closes_first(hosts: HostPair, family: int, port: int) -> None:
