@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from collector.events import family_name
+from collector.events import AF_INET, AF_INET6, family_name
 from collector.netns import entered_path
 from collector.snapshot import namespaces, take
 from collector.states import State
@@ -118,8 +118,14 @@ class GroundTruthCollector:
             "TCP sockets per documented state as the kernel lists them (sock_diag).",
             labels=["state", "family"],
         )
-        for (state, family), n in sorted(sample.sockets.items(), key=str):
-            sockets.add_metric([state.label, family_name(family)], n)
+        # Every documented state, 0 included, as synfin_tcp_connections does.
+        for state in State:
+            if state is State.UNKNOWN and not any(s is state for s, _ in sample.sockets):
+                continue
+            for family in (AF_INET, AF_INET6):
+                sockets.add_metric(
+                    [state.label, family_name(family)], sample.sockets.get((state, family), 0)
+                )
         yield sockets
         for field_name, metric in SNMP_COUNTERS.items():
             if field_name in sample.snmp:

@@ -28,7 +28,7 @@ from collector.classify import (
     classify,
 )
 from collector.counters import HIST_SLOTS, Counters, Histogram
-from collector.events import Fact, family_name
+from collector.events import AF_INET, AF_INET6, Fact, family_name
 from collector.states import KernelState, State, documented
 
 OPEN_CONNECTED, OPEN_ACCEPTED = 0, 1
@@ -136,7 +136,11 @@ class KernelCollector:
             "Sockets synfin is following, per documented state (timewait sockets included).",
             labels=["state", "family"],
         )
-        per_state: Tally[tuple[str, str]] = Tally()
+        # Every documented state, 0 included: a state nobody is in is still on the diagram.
+        per_state: Tally[tuple[str, str]] = Tally(
+            {(state.label, family_name(family)): 0 for state in State if state is not State.UNKNOWN
+             for family in (AF_INET, AF_INET6)}
+        )  # fmt: skip
         for (state, family), n in counters.sockets.items():
             per_state[(documented(state).label, family_name(family))] += n
         for (state, family), n in sorted(per_state.items()):

@@ -78,13 +78,16 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus(tmp: Path, target: str, scheme: str = "http") -> Iterator[Prometheus]:
+def prometheus(
+    tmp: Path, target: str, scheme: str = "http", rules: Path | None = None
+) -> Iterator[Prometheus]:
     """Prometheus (Debian's package) on loopback, scraping ``target`` every second."""
     port = free_port()
     config = tmp / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
+        + (f"rule_files: ['{rules}']\n" if rules else "")
+        + "scrape_configs:\n"
         f"  - job_name: synfin\n    scheme: {scheme}\n"
         f"    static_configs: [{{targets: ['{target}']}}]\n"
     )
