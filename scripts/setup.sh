@@ -20,9 +20,9 @@ die() { printf 'synfin-setup: error: %s\n' "$*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: this setup supports Debian and Ubuntu; install bcc (python3-bpfcc) and kernel headers by hand"
 
 # Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
-# for TLS certificates, and systemd-analyze to check the unit file.
+# for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab.
 packages=(python3-bpfcc python3-venv python3-pip bpftool iproute2 nftables curl)
-test_packages=(prometheus openssl systemd)
+test_packages=(prometheus openssl systemd vagrant shellcheck)
 
 apt_updated=0
 apt_update_once() {
