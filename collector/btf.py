@@ -11,6 +11,7 @@ the typedef/qualifier chains between them. Format: Documentation/bpf/btf.rst.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from collector.errors import EnvironmentProblem
 
-VMLINUX = Path("/sys/kernel/btf/vmlinux")
+# SYNFIN_BTF points synfin at another BTF file (or a missing one, to see how it degrades).
+VMLINUX = Path(os.environ.get("SYNFIN_BTF", "/sys/kernel/btf/vmlinux"))
 BTF_MAGIC = 0xEB9F
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION = 1, 2, 3, 4, 5

@@ -59,6 +59,18 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except SynfinError as error:
             click.echo(f"synfin: error: {error}", err=True)
             sys.exit(error.exit_code)
+        except click.ClickException:
+            raise  # click reports usage errors itself, with exit code 2
+        except Exception as error:
+            # A bug, not bad input: still one line, with the way to the traceback.
+            if os.environ.get("SYNFIN_DEBUG"):
+                raise
+            click.echo(
+                f"synfin: internal error: {type(error).__name__}: {error} "
+                "(fix: rerun with SYNFIN_DEBUG=1 for the traceback, and report it)",
+                err=True,
+            )
+            sys.exit(EXIT_FAILURE)
 
     return wrapper
 

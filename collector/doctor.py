@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import kernel, probes, tracefs
+from collector import kernel, privileges, probes, tracefs
+from collector.btf import VMLINUX
 from collector.errors import SynfinError
 
 MIN_KERNEL = (4, 16)
-BTF_PATH = Path("/sys/kernel/btf/vmlinux")
+BTF_PATH = VMLINUX
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
@@ -113,16 +114,15 @@ def effective_capabilities(status_text: str) -> int:
 
 
 def check_privileges() -> Check:
-    caps = effective_capabilities(Path("/proc/self/status").read_text())
-    has = {bit: bool(caps >> bit & 1) for bit in (CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF)}
-    if os.geteuid() == 0 or has[CAP_SYS_ADMIN] or (has[CAP_BPF] and has[CAP_PERFMON]):
+    caps = privileges.effective()
+    if privileges.can_load_bpf():
         who = "root" if os.geteuid() == 0 else "capabilities"
         return Check("privileges", Status.OK, f"{who} (CapEff {caps:#x})")
     return Check(
         "privileges",
         Status.FAIL,
         "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
-        "run as root (sudo synfin ...)",
+        "run synfin with sudo",
     )
 
 

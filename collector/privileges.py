@@ -73,6 +73,17 @@ def keep_only(keep: set[int]) -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+CAP_PERFMON = 38
+
+
+def can_load_bpf() -> bool:
+    """CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON: what loading tracing programs needs.
+
+    Judged by capabilities, not the uid: root without them cannot load either."""
+    caps = effective()
+    return bool(caps >> CAP_SYS_ADMIN & 1) or bool(caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1)
+
+
 def effective() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):

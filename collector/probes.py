@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from collector import kernel, tracefs
+from collector import kernel, privileges, tracefs
 from collector.classify import facts_the_rules_read
 from collector.errors import EnvironmentProblem, SynfinError
 from collector.events import (
@@ -153,6 +153,11 @@ class TcpProbe:
     def __init__(self, options: ProbeOptions | None = None) -> None:
         self.options = options or ProbeOptions()
         validate_ringbuf_pages(self.options.ringbuf_pages)
+        if not privileges.can_load_bpf():
+            raise ProbeError(
+                "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
+                "run synfin with sudo",
+            )
         root = tracefs.find_tracefs(self.options.tracefs_root)
         tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
         self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)

@@ -85,8 +85,13 @@ def find_tracefs(override: str | os.PathLike[str] | None = None) -> Path:
     chosen = override or os.environ.get("SYNFIN_TRACEFS")
     candidates = [Path(chosen)] if chosen else [DEFAULT_TRACEFS, LEGACY_TRACEFS]
     for root in candidates:
-        if (root / "events").is_dir():
-            return root
+        try:
+            if (root / "events").is_dir():
+                return root
+        except PermissionError:
+            raise TracefsError(
+                f"cannot read tracefs at {root}: permission denied", "run synfin with sudo"
+            ) from None
     where = ", ".join(str(c) for c in candidates)
     raise TracefsError(f"tracefs is not mounted at {where}", MOUNT_FIX)
 
