@@ -18,6 +18,13 @@ from collector.errors import SynfinError
 
 KALLSYMS = Path("/proc/kallsyms")
 TIMEWAIT_CAPABILITY = "timewait and request timers"
+STREAM_CAPABILITY = "event stream"
+
+# BPF features synfin's probe uses that arrived after the state tracepoint (4.16).
+RING_BUFFER = (5, 8)
+RAW_TRACEPOINTS = (4, 17)
+CGROUP_ID = (4, 18)
+PROBE_READ_KERNEL = (5, 5)
 
 TIMER_TRACEPOINTS = (
     tracefs.Tracepoint("timer", "timer_start", ("timer", "function"), "2.6.30"),
@@ -55,6 +62,14 @@ class KernelFeatures:
         ]
 
 
+def _version(release: str) -> tuple[int, int]:
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
 def read_kallsyms(names: set[str], path: Path = KALLSYMS) -> dict[str, int]:
     """Addresses of the named text symbols; a zero address (kptr_restrict) counts as absent."""
     found: dict[str, int] = {}
@@ -75,6 +90,7 @@ class _Detector:
     ) -> None:
         self.root, self.btf, self.btf_problem, self.symbols = root, btf, btf_problem, symbols
         self.features = KernelFeatures()
+        self.version = (99, 0)
 
     def offsets(self, **paths: str) -> dict[str, int]:
         """BTF byte offsets by macro name; raises SynfinError naming what is missing."""
@@ -120,6 +136,7 @@ def _shutdown_layout(btf: BTF | None, problem: str) -> dict[str, int]:
 
 
 def _timer_layout(d: _Detector) -> dict[str, int]:
+    _needs(d.version, RAW_TRACEPOINTS, "raw tracepoints")
     for tracepoint in TIMER_TRACEPOINTS:
         d.fields(tracepoint)
     missing = {"tw_timer_handler", "reqsk_timer_handler"} - set(d.symbols)
@@ -137,7 +154,14 @@ def _timer_layout(d: _Detector) -> dict[str, int]:
     }
 
 
+def _needs(version: tuple[int, int], needed: tuple[int, int], what: str) -> dict[str, int]:
+    if version < needed:
+        raise SynfinError(f"{what}: needs Linux >= {needed[0]}.{needed[1]}")
+    return {}
+
+
 def _context_layout(d: _Detector) -> dict[str, int]:
+    _needs(d.version, RAW_TRACEPOINTS, "raw tracepoints")
     for tracepoint in tracefs.CONTEXT_TRACEPOINTS:
         d.fields(tracepoint)
     return {}
@@ -187,7 +211,17 @@ def detect(
     d = _Detector(
         root, btf, btf_problem, read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, kallsyms)
     )
+    d.version = _version(release)
+    d.features.defines["HAVE_CGROUP_ID"] = int(d.version >= CGROUP_ID)
+    d.features.defines["HAVE_PROBE_READ_KERNEL"] = int(d.version >= PROBE_READ_KERNEL)
 
+    d.capability(
+        STREAM_CAPABILITY,
+        "HAVE_RING_BUFFER",
+        "per-event records for `synfin watch`, `record` and the live views",
+        "only counters (`synfin run`); watch and record refuse to start",
+        lambda: _needs(d.version, RING_BUFFER, "the BPF ring buffer"),
+    )
     d.capability(
         "process context",
         "TRACK_CONTEXT",

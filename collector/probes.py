@@ -61,13 +61,17 @@ class ProbeOptions:
     kallsyms_path: Path = kernel.KALLSYMS
     stream_events: bool = True  # False: counters only (`synfin run`)
 
+    def streams(self, features: kernel.KernelFeatures) -> bool:
+        """Per-event records: wanted, and the kernel has the BPF ring buffer."""
+        return self.stream_events and features.available(kernel.STREAM_CAPABILITY)
+
     def cflags(self, features: kernel.KernelFeatures) -> list[str]:
         return [
             f"-I{PROBES_DIR}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DMAX_SOCKETS={self.max_sockets}",
             f"-DMAX_HALF_OPEN={self.max_half_open}",
-            f"-DSTREAM_EVENTS={int(self.stream_events)}",
+            f"-DSTREAM_EVENTS={int(self.streams(features))}",
             f"-DENDING_FACTS_MASK={int(facts_the_rules_read()):#x}",
             *features.cflags(),
             # The host's headers may be for another kernel version; their warnings are noise.
@@ -199,6 +203,11 @@ class TcpProbe:
             # Returning 0 (not None) keeps bcc's callback wrapper on its fast path.
             return 0
 
+        if not self.options.streams(self.features):
+            raise ProbeError(
+                "the live stream needs the BPF ring buffer (Linux >= 5.8)",
+                "use `synfin run`, which only counts and works on this kernel",
+            )
         self.bpf[b"events"].open_ring_buffer(on_record)
         self._stream_open = True
 

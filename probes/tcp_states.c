@@ -13,7 +13,8 @@
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
 //   READ_SHUTDOWN     1: SK_SHUTDOWN_OFF/_SHIFT/_BITS tell shutdown(SHUT_WR) from close()
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
-//   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`)
+//   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
+//   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel.py)
 //   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
 //                        RETRANSMIT_HAS_STATE; READ_SKB_NETNS for socketless resets
 //
@@ -50,6 +51,15 @@ enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #ifndef STREAM_EVENTS
 #define STREAM_EVENTS 1
 #endif
+#ifndef HAVE_CGROUP_ID
+#define HAVE_CGROUP_ID 1  // bpf_get_current_cgroup_id: Linux 4.18
+#endif
+#ifndef HAVE_PROBE_READ_KERNEL
+#define HAVE_PROBE_READ_KERNEL 1  // Linux 5.5; before it, bpf_probe_read reads kernel memory
+#endif
+#if !HAVE_PROBE_READ_KERNEL
+#define bpf_probe_read_kernel bpf_probe_read
+#endif
 #ifndef MAX_LISTENERS
 #define MAX_LISTENERS 4096
 #endif
@@ -79,7 +89,10 @@ struct sock_entry {
     char comm[16];
 };
 
+#if STREAM_EVENTS
+// The BPF ring buffer needs Linux 5.8; without it synfin counts but does not stream.
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#endif
 
 // transitions[(old * N_STATE_SLOTS + new) * 2 + is_ipv6]: every TCP transition, exact.
 BPF_PERCPU_ARRAY(transitions, u64, N_STATE_SLOTS * N_STATE_SLOTS * 2);
@@ -196,7 +209,9 @@ static __always_inline void forget_socket(u64 skaddr)
 static __always_inline void capture_owner(struct sock_entry *entry)
 {
     entry->owner_pid = bpf_get_current_pid_tgid() >> 32;
+#if HAVE_CGROUP_ID
     entry->cgroup_id = bpf_get_current_cgroup_id();
+#endif
     bpf_get_current_comm(entry->comm, sizeof(entry->comm));
 }
 
@@ -226,6 +241,9 @@ static __always_inline int stream_wanted(u16 family, u16 sport, u16 dport)
 static __always_inline struct synfin_event *
 start_event(u8 kind, u64 now, u64 skaddr, struct sock_entry *entry)
 {
+#if !STREAM_EVENTS
+    return 0;
+#else
     if (!stream_wanted(entry->family, entry->sport, entry->dport))
         return 0;
     struct synfin_event *event = events.ringbuf_reserve(sizeof(struct synfin_event));
@@ -258,12 +276,15 @@ start_event(u8 kind, u64 now, u64 skaddr, struct sock_entry *entry)
     if (entry->is_timewait)
         event->flags |= EVENT_FLAG_TIMEWAIT;
     return event;
+#endif
 }
 
 static __always_inline void send_event(struct synfin_event *event)
 {
+#if STREAM_EVENTS
     events.ringbuf_submit(event, 0);
     count_stat(STAT_EVENTS_SENT);
+#endif
 }
 
 // -- metrics ------------------------------------------------------------------------------
