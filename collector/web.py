@@ -225,6 +225,8 @@ def routes(metrics: WSGIApp) -> WSGIApp:
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scraper that never reads holds only its own thread
+    # socketserver's default backlog of 5 drops SYNs when many scrapers connect at once.
+    request_queue_size = 1024
     address_family = socket.AF_INET
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
