@@ -175,12 +175,14 @@ def _skb_netns_layout(d: _Detector) -> dict[str, int]:
 
 def _reset_layout(d: _Detector, release: str) -> dict[str, int]:
     sent = d.fields(RESET_SENT)
+    retransmit = d.fields(RETRANSMIT)
     sockaddr = "saddr" in sent and sent["saddr"].size == 28
     defines = {
         "RESET_HAS_STATE": int("state" in sent),
         "RESET_HAS_REASON": int("reason" in sent),
         "RESET_SOCKADDR": int(sockaddr),
-        "RETRANSMIT_HAS_STATE": int("state" in d.fields(RETRANSMIT)),
+        "RETRANSMIT_HAS_STATE": int("state" in retransmit),
+        "RETRANSMIT_HAS_ERR": int("err" in retransmit),
     }
     if "reason" in sent and not _headers_have("include/net/rstreason.h", release):
         defines["DECLARE_SK_RST_REASON"] = 1

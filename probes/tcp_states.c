@@ -705,6 +705,7 @@ static __always_inline void note_child(u64 skaddr) {}
 //   RESET_SOCKADDR       tcp_send_reset has sockaddr-form saddr/daddr and fires without a
 //                        socket (6.10+); READ_SKB_NETNS then gives such a reset's namespace
 //   RETRANSMIT_HAS_STATE tcp_retransmit_skb has `state` (5.0+)
+//   RETRANSMIT_HAS_ERR   tcp_retransmit_skb has `err` and fires for failed attempts too (6.18+)
 
 #if RESET_SOCKADDR
 // A sockaddr_in or sockaddr_in6 (as the tracepoint stores it) into the event's address form.
@@ -1068,6 +1069,12 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
+#if RETRANSMIT_HAS_ERR
+    // Since 6.18 the tracepoint also fires for retransmissions that failed to go out; like
+    // the kernel's RetransSegs, count only the ones that did.
+    if (args->err)
+        return 0;
+#endif
 #if RETRANSMIT_HAS_STATE
     on_retransmit((u64)args->skaddr, args->state);
 #else

@@ -92,3 +92,14 @@ def test_linux_5_15_and_6_1_observe_everything_but_reset_reasons(
         "0",
     )
     assert seen["-DHAVE_RING_BUFFER"] == "1"
+    assert seen["-DRETRANSMIT_HAS_ERR"] == "0"  # err arrived in 6.18
+
+
+def test_this_kernel_reports_retransmit_errors() -> None:
+    """6.18's tcp_retransmit_skb fires for failed retransmissions too: synfin filters them."""
+    found = detect()
+    assert found.defines["RETRANSMIT_HAS_ERR"] == (
+        1
+        if "err" in Path("/sys/kernel/tracing/events/tcp/tcp_retransmit_skb/format").read_text()
+        else 0
+    )

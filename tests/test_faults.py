@@ -87,3 +87,18 @@ def test_stalled_and_concurrent_scrapers_do_not_stall_synfin() -> None:
             stalled.close()
             half.close()
         assert scrape(port) == 200  # and it still serves once they are gone
+
+
+def test_prometheus_going_away_changes_nothing(tmp_path: object) -> None:
+    """synfin is scraped, never pushes: a scraper that stops (or dies mid-request) leaves it
+    serving and counting."""
+    with synfin_run("--ground-truth=host") as (daemon, port):
+        for _ in range(3):
+            assert scrape(port) == 200
+        dying = socket.create_connection(("127.0.0.1", port))
+        dying.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        dying.close()  # gone before reading the answer
+        time.sleep(1)
+        before = connects(port)
+        assert daemon.poll() is None
+        assert connects(port) >= before + 1  # the last scrape itself was counted
