@@ -7,101 +7,36 @@ of their class (collector/errors.py).
 from __future__ import annotations
 
 import functools
-import logging
-import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import ParamSpec, TypeVar
 
 import click
-import yaml
 
 from collector import doctor as doctor_checks
-from collector import lab, recording
-from collector.daemon import DEFAULT_LISTEN, Daemon, RunConfig
+from collector import recording
+from collector.cli_support import (
+    FAMILIES,
+    R,
+    power_of_two,
+    reports_errors,
+    silence_stdout,
+    stop_on_signals,
+    tracefs_option,
+)
 from collector.errors import EXIT_FAILURE, EXIT_OK, SynfinError
-from collector.events import AF_INET, AF_INET6, DecodeError, decode
-from collector.groundtruth import SCOPES
+from collector.events import DecodeError, decode
 from collector.kernel import TIMEWAIT_CAPABILITY
+from collector.lab_command import lab_command
 from collector.lifecycle import Engine
 from collector.probes import ProbeOptions, TcpProbe
+from collector.run_command import load_config_file, run
 from collector.snapshot import Reconciler, Scope
 from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-FAMILIES = {"any": 0, "ipv4": AF_INET, "ipv6": AF_INET6}
-
-
-tracefs_option = click.option(
-    "--tracefs",
-    "tracefs_root",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="SYNFIN_TRACEFS",
-    help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
-)
-
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a SynfinError into one line on stderr and its exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except SynfinError as error:
-            click.echo(f"synfin: error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except click.ClickException:
-            raise  # click reports usage errors itself, with exit code 2
-        except Exception as error:
-            # A bug, not bad input: still one line, with the way to the traceback.
-            if os.environ.get("SYNFIN_DEBUG"):
-                raise
-            click.echo(
-                f"synfin: internal error: {type(error).__name__}: {error} "
-                "(fix: rerun with SYNFIN_DEBUG=1 for the traceback, and report it)",
-                err=True,
-            )
-            sys.exit(EXIT_FAILURE)
-
-    return wrapper
-
-
-def power_of_two(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
-    if value & (value - 1):
-        raise click.BadParameter(f"{value} is not a power of two (try 256)")
-    return value
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[Callable[[], bool]]:
-    """Turn SIGINT and SIGTERM into a flag the caller polls; restore the old handlers after."""
-    stopping = False
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: stopping
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def silence_stdout() -> None:
-    """The reader went away (`synfin watch | head`): not an error. Point stdout at /dev/null
-    so the interpreter's final flush does not fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+__all__ = ["load_config_file", "main", "run"]
 
 
 @click.group(
@@ -343,184 +278,5 @@ def replay(path: Path, as_json: bool) -> None:
     click.echo(view.summary("replay"), err=True)
 
 
-RUN_CONFIG_KEYS = {
-    "listen_address", "web_config_file", "port_labels", "port_label_listening", "max_sockets",
-    "ground_truth", "ground_truth_interval", "tracefs_root", "log_level",
-}  # fmt: skip
-
-
-def load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | None) -> Path | None:
-    """An optional YAML file whose keys are run's option names (CLI and SYNFIN_* win)."""
-    if path is None:
-        return None
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as error:
-        raise click.BadParameter(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise click.BadParameter(
-            f"{path} is not valid YAML: {str(error).splitlines()[0]}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise click.BadParameter(f"{path} is not a YAML mapping of option: value")
-    settings = {str(key).replace("-", "_"): value for key, value in raw.items()}
-    settings = {
-        ("port_labels" if key == "port_label" else key): value for key, value in settings.items()
-    }
-    unknown = sorted(set(settings) - RUN_CONFIG_KEYS)
-    if unknown:
-        raise click.BadParameter(f"{path}: unknown setting(s) {', '.join(unknown)}")
-    ctx.default_map = {**(ctx.default_map or {}), **settings}
-    return path
-
-
-@main.command()
-@click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    callback=load_config_file,
-    is_eager=True,
-    expose_value=False,
-    envvar="SYNFIN_CONFIG",
-    help="YAML file of settings named like these options (flags and SYNFIN_* variables win).",
-)
-@click.option(
-    "--listen-address",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    envvar="SYNFIN_LISTEN_ADDRESS",
-    help="Serve /metrics here (HOST:PORT).",
-)
-@click.option(
-    "--web-config-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="SYNFIN_WEB_CONFIG_FILE",
-    help="TLS and basic auth, in the Prometheus exporter-toolkit format.",
-)
-@click.option(
-    "--port-label",
-    "port_labels",
-    type=click.IntRange(1, 65535),
-    multiple=True,
-    envvar="SYNFIN_PORT_LABEL",
-    help="Give this port its own `port` label on connects, accepts and closes (repeatable).",
-)
-@click.option(
-    "--port-label-listening",
-    is_flag=True,
-    envvar="SYNFIN_PORT_LABEL_LISTENING",
-    help="Label every port a local listener accepts on (bounded by the listeners you run).",
-)
-@click.option(
-    "--max-sockets",
-    type=click.IntRange(64, 1 << 24),
-    default=65536,
-    show_default=True,
-    envvar="SYNFIN_MAX_SOCKETS",
-    help="Sockets followed at once; beyond it the least recently used is evicted (and counted).",
-)
-@click.option(
-    "--ground-truth",
-    type=click.Choice(SCOPES),
-    default="all",
-    show_default=True,
-    envvar="SYNFIN_GROUND_TRUTH",
-    help="Export the kernel's own socket states and Tcp counters: for all network namespaces, "
-    "the host's only, or not at all.",
-)
-@click.option(
-    "--ground-truth-interval",
-    type=click.FloatRange(min=1),
-    default=15.0,
-    show_default=True,
-    envvar="SYNFIN_GROUND_TRUTH_INTERVAL",
-    help="Seconds between ground-truth samples.",
-)
-@tracefs_option
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    envvar="SYNFIN_LOG_LEVEL",
-)
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Check the configuration, attach and detach the probes, then exit.",
-)
-@reports_errors
-def run(check: bool, log_level: str, **settings: object) -> None:
-    """Export TCP handshake and teardown metrics for Prometheus (the daemon).
-
-    Runs until SIGTERM or SIGINT, then detaches everything and exits 0.
-    """
-    logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
-    config = RunConfig(**settings)  # type: ignore[arg-type]
-    daemon = Daemon(config)
-    if check:
-        probe = daemon.attach()
-        attached = sum(probe.attached().values())
-        probe.close()
-        click.echo(
-            f"synfin run --check: configuration OK; {attached} hooks attached and detached",
-            err=True,
-        )
-        return
-    with stop_on_signals() as stopping:
-        try:
-            daemon.start()
-            while not stopping():
-                time.sleep(0.1)
-        finally:
-            daemon.stop()
-    click.echo("synfin run: stopped, probes detached", err=True)
-
-
-def lab_epilog() -> str:
-    # "\b" keeps click from rewrapping the list.
-    return "\b\nScenarios:\n" + "\n".join(f"  {name:<20} {lab.summary(name)}" for name in lab.NAMES)
-
-
-@main.command("lab", epilog=lab_epilog(), context_settings={"max_content_width": 120})
-@click.argument("scenarios", nargs=-1, type=click.Choice(lab.NAMES), metavar="SCENARIO...")
-@click.option(
-    "--family", type=click.Choice(sorted(lab.FAMILIES)), default="ipv4", show_default=True
-)
-@click.option(
-    "--port",
-    type=click.IntRange(1024, 64000),
-    default=20000,
-    show_default=True,
-    help="First server port.",
-)
-@click.option("--loop", is_flag=True, help="Repeat the scenarios until Ctrl-C or SIGTERM.")
-@click.option(
-    "--per-minute",
-    type=click.FloatRange(min=0.1, max=600),
-    default=30,
-    show_default=True,
-    help="With --loop: at most this many scenario runs a minute.",
-)
-@reports_errors
-def lab_command(
-    scenarios: tuple[str, ...], family: str, port: int, loop: bool, per_minute: float
-) -> None:
-    """Play named TCP behaviours between two test hosts in network namespaces.
-
-    Creates a client and a server namespace joined by a veth pair (192.0.2.0/24,
-    2001:db8::/64), runs each SCENARIO there, prints what synfin should report, and removes
-    the namespaces however it ends. All traffic stays inside them. Run `synfin watch` or
-    `synfin trace` beside it to see it. Needs root.
-    """
-    if not scenarios:
-        raise click.UsageError("name at least one scenario (see the list below --help)")
-    if os.geteuid() != 0:
-        raise SynfinError("creating network namespaces needs root", "run it with sudo")
-    with lab.Lab() as bench, stop_on_signals() as stopping:
-        for name, used in bench.runs(
-            list(scenarios), lab.FAMILIES[family], port, loop, per_minute, stopping
-        ):
-            click.echo(f"synfin lab: {name} ({family}, port {used}) done; synfin should report:")
-            for line in lab.expectations(name):
-                click.echo(f"  {line}")
+main.add_command(run)
+main.add_command(lab_command)

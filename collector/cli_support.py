@@ -1,0 +1,87 @@
+"""Plumbing every synfin command shares: one-line errors, signals, common options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import ParamSpec, TypeVar
+
+import click
+
+from collector.errors import EXIT_FAILURE, SynfinError
+from collector.events import AF_INET, AF_INET6
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FAMILIES = {"any": 0, "ipv4": AF_INET, "ipv6": AF_INET6}
+
+
+tracefs_option = click.option(
+    "--tracefs",
+    "tracefs_root",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="SYNFIN_TRACEFS",
+    help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
+)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a SynfinError into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except SynfinError as error:
+            click.echo(f"synfin: error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException:
+            raise  # click reports usage errors itself, with exit code 2
+        except Exception as error:
+            # A bug, not bad input: still one line, with the way to the traceback.
+            if os.environ.get("SYNFIN_DEBUG"):
+                raise
+            click.echo(
+                f"synfin: internal error: {type(error).__name__}: {error} "
+                "(fix: rerun with SYNFIN_DEBUG=1 for the traceback, and report it)",
+                err=True,
+            )
+            sys.exit(EXIT_FAILURE)
+
+    return wrapper
+
+
+def power_of_two(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    if value & (value - 1):
+        raise click.BadParameter(f"{value} is not a power of two (try 256)")
+    return value
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """Turn SIGINT and SIGTERM into a flag the caller polls; restore the old handlers after."""
+    stopping = False
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def silence_stdout() -> None:
+    """The reader went away (`synfin watch | head`): not an error. Point stdout at /dev/null
+    so the interpreter's final flush does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
