@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from plot import line_chart
+
 ROOT = Path(__file__).resolve().parent.parent
 SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 NGINX_PORT = 18080
@@ -41,6 +43,7 @@ CONFIGS = ("none", "run", "watch", "tcpstates")
 class Result:
     config: str
     round: int
+    concurrency: int
     requests_per_second: float
     connections: int  # ActiveOpens during the run (the kernel's count)
     observer_cpu_seconds: float = 0.0
@@ -156,7 +159,11 @@ def measure(config: str, number: int, requests: int, concurrency: int) -> Result
         metrics_after = scrape(names) if config == "run" else {}
         kernel_after = snmp()
         result = Result(
-            config, number, rate, kernel_after["ActiveOpens"] - kernel_before["ActiveOpens"]
+            config,
+            number,
+            concurrency,
+            rate,
+            kernel_after["ActiveOpens"] - kernel_before["ActiveOpens"],
         )
         result.kernel_passive_opens = kernel_after["PassiveOpens"] - kernel_before["PassiveOpens"]
         if observer is None:
@@ -177,7 +184,27 @@ def measure(config: str, number: int, requests: int, concurrency: int) -> Result
     return result
 
 
+def ratios(results: list[Result]) -> dict[str, dict[int, float]]:
+    """Median throughput relative to nothing attached, by configuration and concurrency."""
+    curves: dict[str, dict[int, float]] = {}
+    for concurrency in sorted({r.concurrency for r in results}):
+        runs = [r for r in results if r.concurrency == concurrency]
+        limit = statistics.median(r.requests_per_second for r in runs if r.config == "none")
+        for config in CONFIGS:
+            rates = [r.requests_per_second for r in runs if r.config == config]
+            if rates:
+                curves.setdefault(config, {})[concurrency] = statistics.median(rates) / limit
+    return curves
+
+
 def table(results: list[Result]) -> str:
+    return "\n\n".join(
+        f"Concurrency {c}:\n\n" + concurrency_table([r for r in results if r.concurrency == c])
+        for c in sorted({r.concurrency for r in results})
+    )
+
+
+def concurrency_table(results: list[Result]) -> str:
     by_config = {
         c: [r for r in results if r.config == c]
         for c in CONFIGS
@@ -216,34 +243,42 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--concurrency", default="20", help="one level, or a sweep: 1,10,50,200")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--raw", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--plot", type=Path, help="write throughput vs. concurrency as SVG")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (it loads BPF programs and installs tools)", file=sys.stderr)
         return 3
     ensure_tools()
     configs = [c for c in args.configs.split(",") if c]
+    levels = [int(level) for level in args.concurrency.split(",")]
     results: list[Result] = []
     with nginx():
-        ab(2000, args.concurrency)  # warm-up
+        ab(2000, levels[0])  # warm-up
         for number in range(args.rounds):
             order = configs[number % len(configs) :] + configs[: number % len(configs)]
-            for config in order:
-                result = measure(config, number, args.requests, args.concurrency)
-                print(json.dumps(asdict(result)), flush=True)
-                results.append(result)
+            for concurrency in levels:
+                for config in order:
+                    result = measure(config, number, args.requests, concurrency)
+                    print(json.dumps(asdict(result)), flush=True)
+                    results.append(result)
     args.raw.parent.mkdir(parents=True, exist_ok=True)
     machine = {
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    raw = {"machine": machine, "args": vars(args) | {"raw": str(args.raw)}}
+    raw = {
+        "machine": machine,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
     raw["results"] = [asdict(r) for r in results]
     args.raw.write_text(json.dumps(raw, indent=1))
     print(table(results))
+    if args.plot:
+        args.plot.write_text(line_chart(ratios(results)))
     return 0
 
 
