@@ -31,9 +31,11 @@ from collector.events import DecodeError, decode
 from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.lab_command import lab_command
 from collector.lifecycle import Engine
+from collector.output_filter import Network, OutputFilter, parse_network, parse_state
 from collector.probes import ProbeOptions, TcpProbe
 from collector.run_command import load_config_file, run
 from collector.snapshot import Reconciler, Scope
+from collector.states import State
 from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
 __all__ = ["load_config_file", "main", "run"]
@@ -120,6 +122,46 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+def _parsed(
+    parse: Callable[[str], R],
+) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[R, ...]]:
+    def callback(
+        _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+    ) -> tuple[R, ...]:
+        try:
+            return tuple(parse(value) for value in values)
+        except ValueError as problem:
+            raise click.BadParameter(str(problem)) from None
+
+    return callback
+
+
+def view_filters(command: Callable[..., R]) -> Callable[..., R]:
+    """Add --host and --state; the command receives them as ``shown``, an OutputFilter."""
+
+    @click.option(
+        "--host",
+        "networks",
+        multiple=True,
+        callback=_parsed(parse_network),
+        help="Only connections with a local or remote address in this address or CIDR "
+        "(repeatable).",
+    )
+    @click.option(
+        "--state",
+        "states",
+        multiple=True,
+        callback=_parsed(parse_state),
+        help="Only steps into or out of this state, e.g. TIME-WAIT (repeatable), and the "
+        "verdicts of connections that passed through it.",
+    )
+    @functools.wraps(command)
+    def wrapper(networks: tuple[Network, ...], states: tuple[State, ...], **kwargs: object) -> R:
+        return command(shown=OutputFilter(networks, frozenset(states)), **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class Periodic:
     """Something to run every ``interval`` seconds while streaming."""
@@ -166,6 +208,7 @@ def stream(
 
 @main.command()
 @stream_options
+@view_filters
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option(
     "--reconcile",
@@ -176,7 +219,9 @@ def stream(
     "before synfin started.",
 )
 @reports_errors
-def watch(request: StreamRequest, as_json: bool, reconcile_every: float | None) -> None:
+def watch(
+    request: StreamRequest, shown: OutputFilter, as_json: bool, reconcile_every: float | None
+) -> None:
     """Show every TCP connection's steps through the textbook states as they happen.
 
     One line per documented transition: time, local and remote address, the transition
@@ -186,7 +231,7 @@ def watch(request: StreamRequest, as_json: bool, reconcile_every: float | None) 
     close), never one that merely happened to be interrupted by a softirq. A line with `=`
     classifies a connection when its socket goes away.
     """
-    view = View(out=sys.stdout, engine=Engine(), as_json=as_json)
+    view = View(out=sys.stdout, engine=Engine(), as_json=as_json, shown=shown)
     scope = Scope(ports=frozenset(request.ports), family=FAMILIES[request.family])
     reconciler = Reconciler(view.engine, scope) if reconcile_every else None
 
@@ -254,9 +299,10 @@ def record(request: StreamRequest, output: Path) -> None:
 
 @main.command()
 @click.argument("path", metavar="RECORDING", type=click.Path(path_type=Path, dir_okay=False))
+@view_filters
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @reports_errors
-def replay(path: Path, as_json: bool) -> None:
+def replay(path: Path, shown: OutputFilter, as_json: bool) -> None:
     """Run a recording through the lifecycle engine, as `watch` would have shown it.
 
     Needs neither root nor BPF.
@@ -267,7 +313,11 @@ def replay(path: Path, as_json: bool) -> None:
             sees_timewait=reader.header.capabilities.get(TIMEWAIT_CAPABILITY, True),
         )
         view = View(
-            out=sys.stdout, engine=engine, as_json=as_json, offset_ns=reader.header.clock_offset_ns
+            out=sys.stdout,
+            engine=engine,
+            as_json=as_json,
+            offset_ns=reader.header.clock_offset_ns,
+            shown=shown,
         )
         view.header()
         try:

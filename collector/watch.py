@@ -14,6 +14,7 @@ from typing import TextIO
 from collector.classify import LISTENER
 from collector.events import DecodeError, Event, decode, family_name
 from collector.lifecycle import Engine, Finished, Noted, Output, StepTaken
+from collector.output_filter import OutputFilter
 from collector.snapshot import Difference
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
@@ -139,6 +140,7 @@ class View:
     as_json: bool = False
     offset_ns: int = MONOTONIC_TO_WALL_NS
     counters: ViewCounters = field(default_factory=ViewCounters)
+    shown: OutputFilter = field(default_factory=OutputFilter)
 
     def header(self) -> None:
         if not self.as_json:
@@ -156,6 +158,8 @@ class View:
         self.counters.seen += 1
         render = format_json if self.as_json else format_text
         for output in self.engine.feed(event):
+            if not self.shown.admits(output):
+                continue
             line = render(output, self.offset_ns)
             if line is not None:
                 self.out.write(line + "\n")

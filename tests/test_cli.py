@@ -161,6 +161,28 @@ def test_watch_shows_both_sides_and_ends_cleanly_on_a_signal(sig: signal.Signals
 
 
 @pytest.mark.bpf
+def test_watch_filters_by_state_and_host_on_a_live_connection() -> None:
+    port = 31050
+    process = start_synfin(
+        "watch", "--port", str(port), "--state", "time-wait", "--host", "127.0.0.0/8"
+    )
+    loopback_connection(port)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    lines = stdout.splitlines()[1:]
+    steps = [line for line in lines if " = " not in line]
+    # The client's FIN-WAIT-2 -> TIME-WAIT (observed, or inferred from the server's FIN) and
+    # nothing else: every other step of the connection is filtered out.
+    assert len(steps) == 1 and "FIN-WAIT-2" in steps[0] and "TIME-WAIT" in steps[0], stdout
+    verdicts = [line.split(" = ", 1)[1] for line in lines if " = " in line]
+    assert all(v.startswith("active open") for v in verdicts), stdout
+    summary = stderr.strip().splitlines()[-1]
+    assert summary.endswith(" events, 0 lost") and " 0 events" not in summary
+
+
+@pytest.mark.bpf
 def test_watch_json_lines() -> None:
     port = 31100
     process = start_synfin(
