@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from observer import memory_mb
 from plot import line_chart
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,13 +98,6 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def scrape(names: tuple[str, ...]) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics") as reply:
         text = reply.read().decode()
@@ -169,7 +163,7 @@ def measure(config: str, number: int, requests: int, concurrency: int) -> Result
         if observer is None:
             return result
         result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
-        result.observer_peak_rss_mb = peak_rss_mb(observer.pid)
+        result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
         if config == "run":
             result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
             result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])

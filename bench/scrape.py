@@ -25,8 +25,9 @@ from multiprocessing import Pipe, Process
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from observer import memory_mb, start_synfin_run
+
 ROOT = Path(__file__).resolve().parent.parent
-SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 METRICS_PORT = 19978
 METRICS_URL = f"http://127.0.0.1:{METRICS_PORT}/metrics"
 
@@ -52,13 +53,6 @@ def tracked_sockets() -> int:
         if line.startswith('synfin_bpf_map_entries{map="sockets"}'):
             return int(float(line.rsplit(" ", 1)[1]))
     raise RuntimeError("synfin_bpf_map_entries is missing from /metrics")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -106,13 +100,7 @@ class ConnectionPool:
 
 def start_daemon(capacity: int) -> tuple[subprocess.Popen[bytes], float, float]:
     began = time.monotonic()
-    daemon = subprocess.Popen(
-        [SYNFIN, "run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off",
-         f"--max-sockets={capacity}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert daemon.stderr is not None
-    daemon.stderr.readline()  # "serving ...": probes attached
+    daemon = start_synfin_run(METRICS_PORT, f"--max-sockets={capacity}")
     attached = time.monotonic() - began
     fetch_metrics()
     return daemon, attached, time.monotonic() - began
@@ -132,7 +120,7 @@ def measure(daemon: subprocess.Popen[bytes], scrapes: int) -> Point:
         p99_ms=round(percentile(latencies, 0.99), 2),
         max_ms=round(max(latencies), 2),
         response_bytes=size,
-        daemon_rss_mb=round(rss_mb(daemon.pid), 1),
+        daemon_rss_mb=round(memory_mb(daemon.pid), 1),
     )
 
 

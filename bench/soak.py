@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from observer import memory_mb  # noqa: E402
+
 from collector.lab import Lab  # noqa: E402
 from collector.netns import entered  # noqa: E402
 from collector.scenarios import SCENARIOS  # noqa: E402
@@ -57,13 +59,6 @@ def active_opens(lab: Lab) -> int:
     return total
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -90,7 +85,7 @@ def main() -> int:
                 text = scrape()
                 samples.append({
                     "t": round(time.monotonic() - started, 1),
-                    "rss_mb": round(rss_mb(synfin.pid), 1),
+                    "rss_mb": round(memory_mb(synfin.pid), 1),
                     "tracked": metric_total(text, "synfin_bpf_map_entries"),
                     "connects": metric_total(text, "synfin_tcp_connects_total"),
                     "evictions": metric_total(text, "synfin_bpf_map_evictions_total"),

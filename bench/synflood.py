@@ -28,11 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from observer import memory_mb, start_synfin_run  # noqa: E402
+
 from collector.netns import HostPair, entered, ip  # noqa: E402
 from collector.scenarios import nft  # noqa: E402
 from collector.storms import tcp_ext  # noqa: E402
 
-SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 METRICS_PORT = 19979
 PORT = 8443
 SOURCES = IPv4Address("198.18.0.0")  # RFC 2544 benchmarking range, routed only in the lab
@@ -69,13 +70,6 @@ def metrics() -> dict[str, float]:
             key, value = line.rsplit(" ", 1)
             values[key] = values.get(key, 0.0) + float(value)
     return values
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def synfin_maps() -> dict[str, dict[str, int]]:
@@ -146,20 +140,14 @@ def main() -> int:
         listener.bind((hosts.server.ipv4, PORT))
         listener.listen(1048576)
 
-        daemon = subprocess.Popen(
-            [SYNFIN, "run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off",
-             f"--max-sockets={args.max_sockets}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        assert daemon.stderr is not None
-        daemon.stderr.readline()  # attached
+        daemon = start_synfin_run(METRICS_PORT, f"--max-sockets={args.max_sockets}")
         samples: list[float] = []
         flooding = threading.Event()
         flooding.set()
 
         def sample() -> None:
             while flooding.is_set():
-                samples.append(rss_mb(daemon.pid))
+                samples.append(memory_mb(daemon.pid))
                 time.sleep(0.5)
 
         sampler = threading.Thread(target=sample)
