@@ -25,17 +25,17 @@ from collector.cli_support import (
     silence_stdout,
     stop_on_signals,
     tracefs_option,
+    view_filters,
 )
 from collector.errors import EXIT_FAILURE, EXIT_OK, SynfinError
 from collector.events import DecodeError, decode
 from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.lab_command import lab_command
 from collector.lifecycle import Engine
-from collector.output_filter import Network, OutputFilter, parse_network, parse_state
+from collector.output_filter import OutputFilter
 from collector.probes import ProbeOptions, TcpProbe
 from collector.run_command import load_config_file, run
 from collector.snapshot import Reconciler, Scope
-from collector.states import State
 from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
 __all__ = ["load_config_file", "main", "run"]
@@ -118,46 +118,6 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
     ) -> R:
         request = StreamRequest(ports, family, duration, ring_buffer_pages, tracefs_root)
         return command(request=request, **kwargs)
-
-    return wrapper
-
-
-def _parsed(
-    parse: Callable[[str], R],
-) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[R, ...]]:
-    def callback(
-        _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-    ) -> tuple[R, ...]:
-        try:
-            return tuple(parse(value) for value in values)
-        except ValueError as problem:
-            raise click.BadParameter(str(problem)) from None
-
-    return callback
-
-
-def view_filters(command: Callable[..., R]) -> Callable[..., R]:
-    """Add --host and --state; the command receives them as ``shown``, an OutputFilter."""
-
-    @click.option(
-        "--host",
-        "networks",
-        multiple=True,
-        callback=_parsed(parse_network),
-        help="Only connections with a local or remote address in this address or CIDR "
-        "(repeatable).",
-    )
-    @click.option(
-        "--state",
-        "states",
-        multiple=True,
-        callback=_parsed(parse_state),
-        help="Only steps into or out of this state, e.g. TIME-WAIT (repeatable), and the "
-        "verdicts of connections that passed through it.",
-    )
-    @functools.wraps(command)
-    def wrapper(networks: tuple[Network, ...], states: tuple[State, ...], **kwargs: object) -> R:
-        return command(shown=OutputFilter(networks, frozenset(states)), **kwargs)
 
     return wrapper
 

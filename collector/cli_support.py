@@ -16,6 +16,8 @@ import click
 
 from collector.errors import EXIT_FAILURE, SynfinError
 from collector.events import AF_INET, AF_INET6
+from collector.output_filter import Network, OutputFilter, parse_network, parse_state
+from collector.states import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,3 +87,43 @@ def silence_stdout() -> None:
     """The reader went away (`synfin watch | head`): not an error. Point stdout at /dev/null
     so the interpreter's final flush does not fail again."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _parsed(
+    parse: Callable[[str], R],
+) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[R, ...]]:
+    def callback(
+        _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+    ) -> tuple[R, ...]:
+        try:
+            return tuple(parse(value) for value in values)
+        except ValueError as problem:
+            raise click.BadParameter(str(problem)) from None
+
+    return callback
+
+
+def view_filters(command: Callable[..., R]) -> Callable[..., R]:
+    """Add --host and --state; the command receives them as ``shown``, an OutputFilter."""
+
+    @click.option(
+        "--host",
+        "networks",
+        multiple=True,
+        callback=_parsed(parse_network),
+        help="Only connections with a local or remote address in this address or CIDR "
+        "(repeatable).",
+    )
+    @click.option(
+        "--state",
+        "states",
+        multiple=True,
+        callback=_parsed(parse_state),
+        help="Only steps into or out of this state, e.g. TIME-WAIT (repeatable), and the "
+        "verdicts of connections that passed through it.",
+    )
+    @functools.wraps(command)
+    def wrapper(networks: tuple[Network, ...], states: tuple[State, ...], **kwargs: object) -> R:
+        return command(shown=OutputFilter(networks, frozenset(states)), **kwargs)
+
+    return wrapper
