@@ -86,6 +86,7 @@ ROWS = [
     Row("config-is-a-directory", ["run", "--config", "{tmp}", "--check"], "is a directory", 2),
     Row("config-malformed-yaml", ["run", "--config", "{tmp}/c.yml", "--check"], "is not valid YAML", 2, files={"c.yml": "ground_truth: [\n"}),
     Row("config-wrong-type", ["run", "--config", "{tmp}/c.yml", "--check"], "'lots' is not a valid integer", 2, files={"c.yml": "max_sockets: lots\n"}),
+    Row("config-not-a-mapping", ["run", "--config", "{tmp}/c.yml", "--check"], "is not a YAML mapping of option: value", 2, files={"c.yml": "- a\n- b\n"}),
     Row("config-unknown-setting", ["run", "--config", "{tmp}/c.yml", "--check"], "unknown setting(s) listen_adress", 2, files={"c.yml": "listen_adress: a:1\n"}),
     # -- the web config file ------------------------------------------------------------------
     Row("web-config-missing", ["run", "--web-config-file", "{tmp}/none.yml", "--check"], "web config {tmp}/none.yml not found", 1),
@@ -94,6 +95,9 @@ ROWS = [
     Row("web-config-bad-bcrypt", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "has a malformed bcrypt hash", 1, files={"w.yml": "basic_auth_users:\n  alice: $2y$10$short\n"}),
     Row("web-config-missing-certificate", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot load TLS certificate {tmp}/none.crt", 1,
         files={"w.yml": "tls_server_config:\n  cert_file: {tmp}/none.crt\n  key_file: {tmp}/none.key\n"}),
+    Row("web-config-cert-without-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cert_file and key_file go together (fix: give both, or neither)", 1, files={"w.yml": "tls_server_config:\n  cert_file: a.crt\n"}),
+    Row("web-config-unknown-client-auth", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown client_auth_type 'Sometimes'", 1, files={"w.yml": "tls_server_config: {client_auth_type: Sometimes}\n"}),
+    Row("web-config-unknown-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown key(s) tls_config", 1, files={"w.yml": "tls_config: {}\n"}),
     Row("web-config-wrong-type", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cert_file must be a string", 1, files={"w.yml": "tls_server_config:\n  cert_file: [a]\n"}),
     # -- recordings ---------------------------------------------------------------------------
     Row("replay-missing", ["replay", "{tmp}/none.jsonl"], "{tmp}/none.jsonl: no such file", 1),

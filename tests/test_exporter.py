@@ -52,27 +52,17 @@ def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path) 
         ended = time.time()
 
         q = prom.query
-        assert (
-            q(f'synfin_tcp_connects_total{{port="{refused}",result="refused",family="ipv6"}}') == 2
-        )
-        assert (
-            q(f'synfin_tcp_connects_total{{port="{graceful}",result="established",family="ipv4"}}')
-            == 3
-        )
-        assert q(f'synfin_tcp_accepts_total{{port="{graceful}"}}') == 3
-        assert (
-            q(f'synfin_tcp_closes_total{{port="{graceful}",initiator="local",kind="graceful"}}')
-            == 3
-        )
-        assert (
-            q(f'synfin_tcp_closes_total{{port="{graceful}",initiator="remote",kind="graceful"}}')
-            == 3
-        )
-        assert q(f'synfin_tcp_closes_total{{port="{abort}",initiator="local",kind="abort"}}') == 1
-        assert (
-            q(f'synfin_tcp_closes_total{{port="{abort}",initiator="remote",kind="reset_received"}}')
-            == 1
-        )
+        closes = "synfin_tcp_closes_total"
+        expected = {
+            f'synfin_tcp_connects_total{{port="{refused}",result="refused",family="ipv6"}}': 2,
+            f'synfin_tcp_connects_total{{port="{graceful}",result="established",family="ipv4"}}': 3,
+            f'synfin_tcp_accepts_total{{port="{graceful}"}}': 3,
+            f'{closes}{{port="{graceful}",initiator="local",kind="graceful"}}': 3,
+            f'{closes}{{port="{graceful}",initiator="remote",kind="graceful"}}': 3,
+            f'{closes}{{port="{abort}",initiator="local",kind="abort"}}': 1,
+            f'{closes}{{port="{abort}",initiator="remote",kind="reset_received"}}': 1,
+        }
+        assert {expr: q(expr) for expr in expected} == expected
 
         # Exact against the kernel's own counters in each namespace.
         ours = f'port=~"{graceful}|{refused}|{abort}"'

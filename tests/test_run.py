@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.errors import EXIT_USAGE
 
 from .servers import SYNFIN, free_port, synfin_run
 
@@ -170,53 +169,6 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=10)
         process.stderr.close()
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("listen_adress: 1.2.3.4:5\n", "unknown setting(s) listen_adress"),
-        ("- a\n- b\n", "is not a YAML mapping"),
-        ("ground_truth: [\n", "is not valid YAML"),
-        ("max_sockets: lots\n", "'lots' is not a valid integer"),
-    ],
-)
-def test_bad_config_files_are_usage_errors(tmp_path: Path, content: str, message: str) -> None:
-    config = tmp_path / "synfin.yml"
-    config.write_text(content)
-    result = CliRunner().invoke(main, ["run", "--config", str(config), "--check"])
-    assert result.exit_code == EXIT_USAGE
-    assert message in result.output
-
-
-@pytest.mark.parametrize(
-    ("web", "message"),
-    [
-        (
-            "basic_auth_users:\n  alice: plaintext\n",
-            "the password of user 'alice' is not a bcrypt hash",
-        ),
-        ("basic_auth_users:\n  alice: $2y$10$short\n", "user 'alice' has a malformed bcrypt hash"),
-        (
-            "tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
-            "cannot load TLS certificate",
-        ),
-        ("tls_server_config:\n  cert_file: a.crt\n", "cert_file and key_file go together"),
-        (
-            "tls_server_config: {client_auth_type: Sometimes}\n",
-            "unknown client_auth_type 'Sometimes'",
-        ),
-        ("tls_config: {}\n", "unknown key(s) tls_config"),
-        ("[unclosed\n", "is not valid YAML"),
-    ],
-)
-def test_bad_web_configs_name_the_problem(tmp_path: Path, web: str, message: str) -> None:
-    path = tmp_path / "web.yml"
-    path.write_text(web)
-    result = CliRunner().invoke(main, ["run", "--web-config-file", str(path), "--check"])
-    assert result.exit_code == 1
-    assert result.output.startswith("synfin: error: ") and message in result.output
-    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("address", ["9977", "localhost:", "1.2.3.4:99999", "host:port"])
