@@ -36,6 +36,7 @@ from collector.output_filter import OutputFilter
 from collector.probes import ProbeOptions, TcpProbe
 from collector.run_command import load_config_file, run
 from collector.snapshot import Reconciler, Scope
+from collector.trace_command import trace_command
 from collector.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters
 
 __all__ = ["load_config_file", "main", "run"]
@@ -290,3 +291,4 @@ def replay(path: Path, shown: OutputFilter, as_json: bool) -> None:
 
 main.add_command(run)
 main.add_command(lab_command)
+main.add_command(trace_command)

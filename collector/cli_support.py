@@ -89,7 +89,7 @@ def silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _parsed(
+def parse_each(
     parse: Callable[[str], R],
 ) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[R, ...]]:
     def callback(
@@ -110,7 +110,7 @@ def view_filters(command: Callable[..., R]) -> Callable[..., R]:
         "--host",
         "networks",
         multiple=True,
-        callback=_parsed(parse_network),
+        callback=parse_each(parse_network),
         help="Only connections with a local or remote address in this address or CIDR "
         "(repeatable).",
     )
@@ -118,7 +118,7 @@ def view_filters(command: Callable[..., R]) -> Callable[..., R]:
         "--state",
         "states",
         multiple=True,
-        callback=_parsed(parse_state),
+        callback=parse_each(parse_state),
         help="Only steps into or out of this state, e.g. TIME-WAIT (repeatable), and the "
         "verdicts of connections that passed through it.",
     )

@@ -8,6 +8,7 @@ steps, durations and verdicts stay right even when only some lines are shown.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collector.events import format_address
@@ -36,6 +37,12 @@ def parse_state(text: str) -> State:
     raise ValueError(f"'{text}' is not a TCP state (one of {names})")
 
 
+def any_in(family: int, addresses: Iterable[bytes], networks: Iterable[Network]) -> bool:
+    """True when one of the (16-byte) ``addresses`` is in one of ``networks``."""
+    parsed = [ipaddress.ip_address(format_address(family, raw)) for raw in addresses]
+    return any(address in network for address in parsed for network in networks)
+
+
 @dataclass(frozen=True)
 class OutputFilter:
     networks: tuple[Network, ...] = ()
@@ -48,11 +55,7 @@ class OutputFilter:
         if not self.networks:
             return True
         holder = output.connection if output.connection is not None else output.event
-        addresses = [
-            ipaddress.ip_address(format_address(holder.family, raw))
-            for raw in (holder.saddr, holder.daddr)
-        ]
-        return any(address in network for address in addresses for network in self.networks)
+        return any_in(holder.family, (holder.saddr, holder.daddr), self.networks)
 
     def _admits_states(self, output: Output) -> bool:
         if not self.states:

@@ -10,6 +10,7 @@ runs them for people.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import subprocess
@@ -128,7 +129,12 @@ def snmp_counters(namespace: str) -> dict[str, int]:
 
 
 def client_closes(hosts: HostPair, family: int, port: int) -> None:
-    listener, client, accepted = pair(hosts, family, port)
+    _exchange_then_client_closes(*pair(hosts, family, port))
+
+
+def _exchange_then_client_closes(
+    listener: socket.socket, client: socket.socket, accepted: socket.socket
+) -> None:
     client.sendall(b"GET / HTTP/1.0\r\n\r\n")
     accepted.recv(1024)
     accepted.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
@@ -202,15 +208,23 @@ def refused(hosts: HostPair, family: int, port: int) -> None:
         client.close()
 
 
-def syn_timeout(hosts: HostPair, family: int, port: int) -> None:
-    """SYNs dropped at the server; the client gives up after a few retransmits (1 s apart)."""
-    hosts.client.sysctl("net.ipv4.tcp_syn_retries", "1")
+def _drop_syns(hosts: HostPair, port: int) -> None:
     nft(
         hosts.server.namespace,
         "add table inet synfin_drop\n"
         "add chain inet synfin_drop in { type filter hook input priority 0; }\n"
         f"add rule inet synfin_drop in tcp dport {port} tcp flags & syn == syn drop\n",
     )
+
+
+def _stop_dropping_syns(hosts: HostPair) -> None:
+    nft(hosts.server.namespace, "delete table inet synfin_drop\n")
+
+
+def syn_timeout(hosts: HostPair, family: int, port: int) -> None:
+    """SYNs dropped at the server; the client gives up after a few retransmits (1 s apart)."""
+    hosts.client.sysctl("net.ipv4.tcp_syn_retries", "1")
+    _drop_syns(hosts, port)
     client = hosts.client.socket(family)
     client.settimeout(30)
     try:
@@ -221,8 +235,30 @@ def syn_timeout(hosts: HostPair, family: int, port: int) -> None:
         raise AssertionError("connect succeeded through a SYN drop")
     finally:
         client.close()
-        nft(hosts.server.namespace, "delete table inet synfin_drop\n")
+        _stop_dropping_syns(hosts)
         hosts.client.sysctl("net.ipv4.tcp_syn_retries", "6")
+
+
+def syn_retransmitted(hosts: HostPair, family: int, port: int) -> None:
+    """The first SYN is dropped at the server; the retransmission a second later gets through,
+    and the connection then closes as in client-closes."""
+    listener = listen(hosts, family, port)
+    _drop_syns(hosts, port)
+    client = hosts.client.socket(family)
+    client.setblocking(False)
+    try:
+        client.connect_ex((hosts.server.address(family), port))
+        time.sleep(0.3)  # the first SYN has left and been dropped; the retry comes at 1 s
+    finally:
+        _stop_dropping_syns(hosts)
+    _, writable, _ = select.select([], [client], [], TIMEOUT)
+    if not writable or client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+        raise AssertionError("the retransmitted SYN did not open the connection")
+    client.setblocking(True)
+    client.settimeout(TIMEOUT)
+    accepted, _ = listener.accept()
+    accepted.settimeout(TIMEOUT)
+    _exchange_then_client_closes(listener, client, accepted)
 
 
 def reset_abort(hosts: HostPair, family: int, port: int) -> None:
@@ -343,6 +379,16 @@ SCENARIOS: dict[str, Scenario] = {
             Expected((C, SS, C), "active", "timeout"),
             None,
             {"client": {"ActiveOpens": 1, "AttemptFails": 1}},
+        ),
+        Scenario(
+            "syn-retransmit",
+            "the first SYN dropped at the server; the retry a second later opens the connection",
+            syn_retransmitted,
+            Expected(
+                ACTIVE_CLOSER, "active", "established", "local", "graceful", PEER_FIN_INFERRED
+            ),
+            Expected(PASSIVE_CLOSER_SERVER, "passive", "established", "remote", "graceful"),
+            OPENS,
         ),
         Scenario(
             "reset-abort",
