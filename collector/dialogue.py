@@ -38,12 +38,17 @@ def connection_key(conn: Connection) -> FlowKey:
 
 @dataclass
 class KernelView:
-    """One local socket's documented steps, as the engine reported them."""
+    """One local socket, as the lifecycle engine follows it."""
 
     connection: Connection
-    steps: list[Step] = field(default_factory=list)
     finished: bool = False
     joined: bool = False  # an end of a dialogue holds it
+
+    @property
+    def steps(self) -> list[Step]:
+        """Its documented steps. The engine's own list: it corrects an inferred step when an
+        observation replaces it."""
+        return self.connection.steps
 
     @property
     def first_ns(self) -> int:
@@ -193,8 +198,7 @@ class Tracker:
     def on_output(self, output: Output) -> None:
         if isinstance(output, StepTaken):
             conn = output.connection
-            view = self.kernel_views.setdefault(id(conn), KernelView(conn))
-            view.steps.append(output.step)
+            self.kernel_views.setdefault(id(conn), KernelView(conn))
         elif isinstance(output, Finished):
             view = self.kernel_views.get(id(output.connection))
             if view is not None:

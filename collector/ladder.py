@@ -129,7 +129,7 @@ def _row_for(rows: list[Row], end: End, step: Step) -> Row | None:
                 r
                 for r in own
                 if r.part is not None
-                and r.part.role in roles
+                and r.part.plays(roles)
                 and -CLOCK_SKEW_NS <= r.at_ns - at <= CAUSE_WINDOW_NS
             ),
             None,
@@ -140,7 +140,7 @@ def _row_for(rows: list[Row], end: End, step: Step) -> Row | None:
             r
             for r in theirs
             if r.part is not None
-            and r.part.role in roles
+            and r.part.plays(roles)
             and -CLOCK_SKEW_NS <= at - r.at_ns <= CAUSE_WINDOW_NS
         ]
         return found[-1] if found else None
@@ -165,7 +165,9 @@ def _place_inferred(
         return None
     if not dialogue.handshake_seen:
         return None  # where it started is unknown, so is every state after
-    start = State.CLOSED if end is dialogue.initiator else State.LISTEN
+    start = _inferred_start(parts, end, dialogue)
+    if start is None:
+        return None
     second_fin = next((p for p in parts if p.role is Role.SECOND_FIN), None)
     fin_with_ack = (
         second_fin is not None
@@ -177,6 +179,17 @@ def _place_inferred(
             Mark(change.target, parts[change.index].segment.ts_ns, FROM_SEGMENTS)
         )
     return Mark(start, None, FROM_SEGMENTS)
+
+
+def _inferred_start(parts: list[Part], end: End, dialogue: Dialogue) -> State | None:
+    """Where the textbook has an end begin: the initiator CLOSED; the other end LISTEN if
+    it answered the SYN with SYN+ACK, CLOSED (no listener) if with RST, else unknown."""
+    if end is dialogue.initiator:
+        return State.CLOSED
+    answers = [p.role for p in parts if p.sender is end and p.role in (Role.SYN_ACK, Role.RESET)]
+    if not answers:
+        return None
+    return State.LISTEN if answers[0] is Role.SYN_ACK else State.CLOSED
 
 
 EVIDENCE_NOTES = {

@@ -24,6 +24,7 @@ from collector.netns import HostPair, entered
 from collector.states import State
 
 TIMEOUT = 10.0  # no socket call in a scenario may block longer
+CLOCK_MONOTONIC_COARSE = 6  # <linux/time.h>; Python's time module names it only from 3.13
 
 C, SS, E, FW1, FW2, TW, CW, LA, L, SR, CL = (
     State.CLOSED, State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
@@ -156,30 +157,49 @@ def server_closes(hosts: HostPair, family: int, port: int) -> None:
     listener.close()
 
 
-def simultaneous_close(hosts: HostPair, family: int, port: int) -> None:
-    """Both FINs in flight at once: each end is in FIN-WAIT-1 when the other's FIN arrives.
+def _just_after_a_tick() -> None:
+    """Return just after the kernel's clock ticked (CLOCK_MONOTONIC_COARSE moves once per
+    tick), so that timers armed in the next few microseconds all expire in the same tick."""
+    start = time.clock_gettime(CLOCK_MONOTONIC_COARSE)
+    while time.clock_gettime(CLOCK_MONOTONIC_COARSE) == start:
+        pass
 
-    The first FINs are dropped on arrival. Both retransmission timers were armed within
-    microseconds on one CPU, so they fire in one timer softirq and both FINs are queued
-    before the receive softirq delivers either: they cross, as the textbook draws it.
+
+def simultaneous_close(hosts: HostPair, family: int, port: int) -> None:
+    """Both ends close while neither FIN can reach the other: each is in FIN-WAIT-1 when the
+    other's FIN arrives, and both pass through CLOSING.
+
+    Timed by the retransmission timer (RTO, about 210 ms here), not by luck: the first FINs
+    are dropped on arrival; then only FINs pass. The first retransmissions cross (each end
+    goes to CLOSING, and the ACKs they answer with are dropped); the second ones, each now
+    acknowledging the other end's FIN, take both ends to TIME-WAIT.
     """
     listener, client, accepted = pair(hosts, family, port)
+    namespaces = (hosts.client.namespace, hosts.server.namespace)
     drop = (
         "add table inet synfin_sim\n"
         "add chain inet synfin_sim in { type filter hook input priority 0; }\n"
         f"add rule inet synfin_sim in tcp sport {port} drop\n"
         f"add rule inet synfin_sim in tcp dport {port} drop\n"
     )
-    for namespace in (hosts.client.namespace, hosts.server.namespace):
+    only_acks = (
+        "flush chain inet synfin_sim in\n"
+        f"add rule inet synfin_sim in tcp sport {port} tcp flags & fin == 0 drop\n"
+        f"add rule inet synfin_sim in tcp dport {port} tcp flags & fin == 0 drop\n"
+    )
+    for namespace in namespaces:
         nft(namespace, drop)
     try:
+        _just_after_a_tick()  # both retransmission timers then expire in one tick
         client.close()
         accepted.close()
-        time.sleep(0.05)
+        time.sleep(0.1)  # both FINs sent and dropped; the first retransmissions come at RTO
+        for namespace in namespaces:
+            nft(namespace, only_acks)
+        time.sleep(0.55)  # past the second retransmissions (at about 1 + 2 RTO)
     finally:
-        for namespace in (hosts.client.namespace, hosts.server.namespace):
+        for namespace in namespaces:
             nft(namespace, "delete table inet synfin_sim\n")
-    time.sleep(1.0)  # the retransmissions come at RTO (>= 200 ms)
     listener.close()
 
 

@@ -50,6 +50,11 @@ class Part:
     role: Role
     label: str
     sender: End
+    repeats: Role | None = None  # a retransmission: the part of the segment it resends
+
+    def plays(self, roles: frozenset[Role]) -> bool:
+        """True if this segment, or the one it resends, has one of these parts."""
+        return self.role in roles or self.repeats in roles
 
 
 @dataclass(frozen=True)
@@ -185,11 +190,24 @@ def assign(dialogue: Dialogue) -> tuple[list[Part], Symbols]:
     ]
     p = progress
     symbols = Symbols(p.x, p.y, p.u, p.v, p.w, p.closer, p.simultaneous_close)
-    parts = [
-        Part(seg, role, label(seg, role, symbols, initiator), dialogue.end_of(seg))
-        for seg, role in zip(segments, roles, strict=True)
-    ]
+    parts: list[Part] = []
+    for seg, role in zip(segments, roles, strict=True):
+        text, repeats = label(seg, role, symbols, initiator), None
+        if role is Role.RETRANSMISSION:
+            # A resent SYN or FIN keeps the label of the first copy: it is the same segment.
+            first = next((p for p in parts if _same_segment(p.segment, seg)), None)
+            if first is not None:
+                text, repeats = first.label, first.role
+        parts.append(Part(seg, role, text, dialogue.end_of(seg), repeats))
     return parts, symbols
+
+
+def _same_segment(earlier: Segment, later: Segment) -> bool:
+    return (
+        earlier.flow == later.flow
+        and earlier.seq == later.seq
+        and earlier.flags & (Flag.SYN | Flag.FIN) == later.flags & (Flag.SYN | Flag.FIN)
+    )
 
 
 def label(segment: Segment, role: Role, symbols: Symbols, initiator: End) -> str:
