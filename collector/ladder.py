@@ -105,6 +105,8 @@ def _place_observed(rows: list[Row], end: End, column: int, steps: list[Step]) -
     first = ordered[0]
     initial = Mark(first.source, None, OBSERVED)
     for step in ordered:
+        if step.source is step.target:
+            continue  # close() after shutdown(): the kernel sets FIN_WAIT1 again
         mark = Mark(step.target, step.at_ns, OBSERVED if step.observed else INFERRED, step.how)
         row = _row_for(rows, end, step) if step.at_ns is not None else None
         if row is None:

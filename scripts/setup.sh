@@ -22,7 +22,7 @@ command -v apt-get >/dev/null || die "apt-get not found: this setup supports Deb
 # Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
 # for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab.
 packages=(python3-bpfcc python3-venv python3-pip bpftool iproute2 nftables curl)
-test_packages=(prometheus openssl systemd vagrant shellcheck)
+test_packages=(prometheus openssl systemd vagrant shellcheck librsvg2-bin)
 
 apt_updated=0
 apt_update_once() {

@@ -81,6 +81,11 @@ ROWS = [
     Row("unknown-scenario", ["lab", "teardown-dance"], "'teardown-dance' is not one of", 2),
     Row("lab-without-scenario", ["lab"], "name at least one scenario", 2),
     Row("unknown-command", ["frobnicate"], "No such command 'frobnicate'", 2),
+    Row("trace-svg-without-output", ["trace", "--format", "svg"], "--format svg writes a picture to a file: add -o FILE.svg", 2),
+    Row("trace-unknown-netns", ["trace", "--netns", "nosuch-ns"], "network namespace nosuch-ns does not exist", 2),
+    Row("trace-host-not-an-address", ["trace", "--host", "example.com"], "'example.com' is not an address or CIDR", 2),
+    Row("trace-count-zero", ["trace", "--count", "0"], "0 is not in the range x>=1", 2),
+    Row("trace-unwritable-output", ["trace", "--format", "svg", "-o", "{tmp}/missing/x.svg"], "cannot write {tmp}/missing/x.svg: No such file or directory", 1),
     # -- the config file ----------------------------------------------------------------------
     Row("config-missing", ["run", "--config", "{tmp}/none.yml", "--check"], "cannot read {tmp}/none.yml: No such file or directory", 2),
     Row("config-is-a-directory", ["run", "--config", "{tmp}", "--check"], "is a directory", 2),
