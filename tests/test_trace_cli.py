@@ -112,7 +112,7 @@ def test_one_curl_draws_the_textbook_connection_with_every_rule_holding(web_serv
         subprocess.run(
             ["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{web_server}/"], check=True
         )
-        out, err = finish(process, 90)
+        out, _err = finish(process, 90)
     assert "SYN seq=x" in out and "SYN+ACK seq=y ack=x+1" in out and "ACK seq=x+1 ack=y+1" in out
     assert "TIME-WAIT" in out and "LISTEN" in out and "ESTABLISHED" in out
     checks = [line.strip() for line in out.split("  checks:\n", 1)[1].splitlines()]
