@@ -20,6 +20,7 @@ from collector import recording
 from collector.cli_support import (
     FAMILIES,
     R,
+    ViewOptions,
     power_of_two,
     reports_errors,
     silence_stdout,
@@ -32,7 +33,6 @@ from collector.events import DecodeError, decode
 from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.lab_command import lab_command
 from collector.lifecycle import Engine
-from collector.output_filter import OutputFilter
 from collector.probes import ProbeOptions, TcpProbe
 from collector.run_command import load_config_file, run
 from collector.snapshot import Reconciler, Scope
@@ -170,7 +170,6 @@ def stream(
 @main.command()
 @stream_options
 @view_filters
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option(
     "--reconcile",
     "reconcile_every",
@@ -180,9 +179,7 @@ def stream(
     "before synfin started.",
 )
 @reports_errors
-def watch(
-    request: StreamRequest, shown: OutputFilter, as_json: bool, reconcile_every: float | None
-) -> None:
+def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: float | None) -> None:
     """Show every TCP connection's steps through the textbook states as they happen.
 
     One line per documented transition: time, local and remote address, the transition
@@ -192,7 +189,14 @@ def watch(
     close), never one that merely happened to be interrupted by a softirq. A line with `=`
     classifies a connection when its socket goes away.
     """
-    view = View(out=sys.stdout, engine=Engine(), as_json=as_json, shown=shown)
+    view = View(
+        out=sys.stdout,
+        engine=Engine(),
+        style=view_options.style,
+        shown=view_options.shown,
+        relative=view_options.relative,
+        layout=view_options.layout,
+    )
     scope = Scope(ports=frozenset(request.ports), family=FAMILIES[request.family])
     reconciler = Reconciler(view.engine, scope) if reconcile_every else None
 
@@ -261,9 +265,8 @@ def record(request: StreamRequest, output: Path) -> None:
 @main.command()
 @click.argument("path", metavar="RECORDING", type=click.Path(path_type=Path, dir_okay=False))
 @view_filters
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @reports_errors
-def replay(path: Path, shown: OutputFilter, as_json: bool) -> None:
+def replay(path: Path, view_options: ViewOptions) -> None:
     """Run a recording through the lifecycle engine, as `watch` would have shown it.
 
     Needs neither root nor BPF.
@@ -276,9 +279,11 @@ def replay(path: Path, shown: OutputFilter, as_json: bool) -> None:
         view = View(
             out=sys.stdout,
             engine=engine,
-            as_json=as_json,
+            style=view_options.style,
             offset_ns=reader.header.clock_offset_ns,
-            shown=shown,
+            shown=view_options.shown,
+            relative=view_options.relative,
+            layout=view_options.layout,
         )
         view.header()
         try:

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import ParamSpec, TypeVar
@@ -18,6 +19,7 @@ from collector.errors import EXIT_FAILURE, SynfinError
 from collector.events import AF_INET, AF_INET6
 from collector.output_filter import Network, OutputFilter, parse_network, parse_state
 from collector.states import State
+from collector.watch import NARROW, WIDE, Layout
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,7 +106,8 @@ def parse_each(
 
 
 def view_filters(command: Callable[..., R]) -> Callable[..., R]:
-    """Add --host and --state; the command receives them as ``shown``, an OutputFilter."""
+    """Add the options that choose and shape the lines of a view (--host, --state, --pid,
+    --json, --csv, --timestamps, --wide); the command receives them as ``view_options``."""
 
     @click.option(
         "--host",
@@ -122,8 +125,55 @@ def view_filters(command: Callable[..., R]) -> Callable[..., R]:
         help="Only steps into or out of this state, e.g. TIME-WAIT (repeatable), and the "
         "verdicts of connections that passed through it.",
     )
+    @click.option(
+        "--pid",
+        "pids",
+        type=click.IntRange(min=1),
+        multiple=True,
+        help="Only connections owned by this process (repeatable): the one seen acting on the "
+        "socket in its own context.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+    @click.option(
+        "--timestamps",
+        type=click.Choice(["absolute", "relative"]),
+        default="absolute",
+        show_default=True,
+        help="Wall-clock times, or seconds since the first event.",
+    )
+    @click.option(
+        "--wide", is_flag=True, help="Full-width addresses (IPv6) and the network namespace."
+    )
     @functools.wraps(command)
-    def wrapper(networks: tuple[Network, ...], states: tuple[State, ...], **kwargs: object) -> R:
-        return command(shown=OutputFilter(networks, frozenset(states)), **kwargs)
+    def wrapper(
+        networks: tuple[Network, ...],
+        states: tuple[State, ...],
+        pids: tuple[int, ...],
+        as_json: bool,
+        as_csv: bool,
+        timestamps: str,
+        wide: bool,
+        **kwargs: object,
+    ) -> R:
+        if as_json and as_csv:
+            raise click.UsageError("choose one of --json and --csv")
+        view_options = ViewOptions(
+            shown=OutputFilter(networks, frozenset(states), frozenset(pids)),
+            style="json" if as_json else "csv" if as_csv else "text",
+            relative=timestamps == "relative",
+            layout=WIDE if wide else NARROW,
+        )
+        return command(view_options=view_options, **kwargs)
 
     return wrapper
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How a live or replayed view shows the engine's outputs (collector/watch.py)."""
+
+    shown: OutputFilter
+    style: str
+    relative: bool
+    layout: Layout

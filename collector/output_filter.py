@@ -47,9 +47,20 @@ def any_in(family: int, addresses: Iterable[bytes], networks: Iterable[Network])
 class OutputFilter:
     networks: tuple[Network, ...] = ()
     states: frozenset[State] = frozenset()
+    pids: frozenset[int] = frozenset()  # the owning process (see Connection.owner_pid)
 
     def admits(self, output: Output) -> bool:
-        return self._admits_addresses(output) and self._admits_states(output)
+        return (
+            self._admits_addresses(output)
+            and self._admits_states(output)
+            and self._admits_process(output)
+        )
+
+    def _admits_process(self, output: Output) -> bool:
+        if not self.pids:
+            return True
+        holder = output.connection if output.connection is not None else output.event
+        return holder.owner_pid in self.pids
 
     def _admits_addresses(self, output: Output) -> bool:
         if not self.networks:

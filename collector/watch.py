@@ -6,24 +6,57 @@ for programs. The same view serves live events and recorded ones.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from collector.classify import LISTENER
+from collector.classify import LISTENER, Classification
 from collector.events import DecodeError, Event, decode, family_name
-from collector.lifecycle import Engine, Finished, Noted, Output, StepTaken
+from collector.lifecycle import Classified, Engine, Finished, Noted, Output, StepTaken
 from collector.output_filter import OutputFilter
 from collector.snapshot import Difference
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
 MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
 
-HEADER = (
-    f"{'TIME':<15} {'LOCAL':<23} {'REMOTE':<23} {'TRANSITION':<27} {'IN OLD':>9}  "
-    f"{'PROCESS':<16} NOTE"
-)
+
+@dataclass(frozen=True)
+class Layout:
+    """Column widths of the text view: narrow for 80-odd columns, wide for IPv6 and more."""
+
+    endpoint: int = 23
+    wide: bool = False  # also the network namespace and the cgroup
+
+    def header(self) -> str:
+        extra = f"{'NETNS':<11} " if self.wide else ""
+        return (
+            f"{'TIME':<15} {extra}{'LOCAL':<{self.endpoint}} {'REMOTE':<{self.endpoint}} "
+            f"{'TRANSITION':<27} {'IN OLD':>9}  {'PROCESS':<16} NOTE"
+        )
+
+
+NARROW = Layout()
+# [IPv6]:port is at most 47 characters.
+WIDE = Layout(endpoint=47, wide=True)
+HEADER = NARROW.header()
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Kernel timestamps as people read them: wall-clock time, or seconds since a start."""
+
+    offset_ns: int = MONOTONIC_TO_WALL_NS
+    since_ns: int | None = None  # relative: seconds since this kernel timestamp
+
+    def format(self, ts_ns: int | None) -> str:
+        if ts_ns is None:
+            return "?"
+        if self.since_ns is not None:
+            return f"+{(ts_ns - self.since_ns) / 1e9:.6f}"
+        return format_clock(ts_ns, self.offset_ns)
 
 
 def format_duration(ns: int | None) -> str:
@@ -59,35 +92,51 @@ def _owner(pid: int, comm: str) -> str:
     return f"{pid}/{comm}" if pid else ""
 
 
-def format_text(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str | None:
+def format_text(
+    output: Output,
+    offset_ns: int = MONOTONIC_TO_WALL_NS,
+    layout: Layout = NARROW,
+    clock: Clock | None = None,
+) -> str | None:
     """One line for people; None for outputs the text view leaves out."""
     if isinstance(output, Finished):
         return None  # its last step is already on screen
+    when = (clock or Clock(offset_ns)).format
+    width = layout.endpoint
+    holder = output.connection if output.connection is not None else output.event
+    netns = f"{holder.netns or '-':<11} " if layout.wide else ""
     if isinstance(output, StepTaken):
         conn, step = output.connection, output.step
         arrow = "->" if step.observed else "~>"
         transition = f"{step.source} {arrow} {step.target}"
         line = (
-            f"{format_clock(step.at_ns, offset_ns):<15} {conn.local:<23} {conn.remote:<23} "
+            f"{when(step.at_ns):<15} {netns}{conn.local:<{width}} {conn.remote:<{width}} "
             f"{transition:<27} {format_duration(step.duration_ns):>9}  "
             f"{_owner(conn.owner_pid, conn.comm):<16} {step.how}"
         )
     elif isinstance(output, Noted):
         event = output.event
         line = (
-            f"{format_clock(event.ts_ns, offset_ns):<15} {event.local:<23} {event.remote:<23} "
+            f"{when(event.ts_ns):<15} {netns}{event.local:<{width}} {event.remote:<{width}} "
             f"{'':<27} {'':>9}  {_owner(event.owner_pid, event.comm):<16} {output.text}"
         )
     else:
         conn, verdict = output.connection, output.classification
-        summary = f"{verdict.open} open, {verdict.result}" if verdict.open != LISTENER else LISTENER
-        if verdict.close:
-            summary += f"; {verdict.initiator} {CLOSE_PHRASES.get(verdict.close, verdict.close)}"
         line = (
-            f"{format_clock(output.event.ts_ns, offset_ns):<15} {conn.local:<23} "
-            f"{conn.remote:<23} = {summary}: {verdict.detail}"
+            f"{when(output.event.ts_ns):<15} {netns}{conn.local:<{width}} "
+            f"{conn.remote:<{width}} = {verdict_summary(verdict)}: {verdict.detail}"
         )
     return line.rstrip()
+
+
+def verdict_summary(verdict: Classification) -> str:
+    """``active open, established; local graceful close``."""
+    if verdict.open == LISTENER:
+        return LISTENER
+    summary = f"{verdict.open} open, {verdict.result}"
+    if verdict.close:
+        summary += f"; {verdict.initiator} {CLOSE_PHRASES.get(verdict.close, verdict.close)}"
+    return summary
 
 
 def _endpoints(output: Output) -> dict[str, object]:
@@ -124,11 +173,46 @@ def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
     return json.dumps(record, separators=(",", ":"))
 
 
+CSV_COLUMNS = (
+    "time", "type", "family", "netns", "local", "remote", "from", "to", "observed",
+    "time_in_from_s", "owner_pid", "comm", "note",
+)  # fmt: skip
+
+
+def csv_row(output: Output, clock: Clock) -> list[object] | None:
+    """One CSV row in CSV_COLUMNS order; None for outputs the CSV leaves out."""
+    if isinstance(output, Finished):
+        return None
+    holder = output.connection if output.connection is not None else output.event
+    common = [family_name(holder.family), holder.netns or "", holder.local, holder.remote]
+    owner = [holder.owner_pid or "", holder.comm]
+    if isinstance(output, StepTaken):
+        step = output.step
+        duration = "" if step.duration_ns is None else f"{step.duration_ns / 1e9:.9f}"
+        return [
+            clock.format(step.at_ns), "step", *common, step.source.value, step.target.value,
+            int(step.observed), duration, *owner, step.how,
+        ]  # fmt: skip
+    if isinstance(output, Noted):
+        return [clock.format(output.event.ts_ns), "note", *common, "", "", "", "", *owner,
+                output.text]  # fmt: skip
+    verdict = output.classification
+    note = f"{verdict_summary(verdict)}: {verdict.detail}"
+    return [clock.format(output.event.ts_ns), "classified", *common, "", "", "", "", *owner, note]
+
+
 @dataclass
 class ViewCounters:
     seen: int = 0
     undecodable: int = 0
     lost: int = 0
+    endings: Counter[str] = field(default_factory=Counter)  # connections by how they ended
+
+    def count_ending(self, verdict: Classification) -> None:
+        if verdict.open == LISTENER:
+            return
+        ending = CLOSE_PHRASES.get(verdict.close or "", verdict.result)
+        self.endings[verdict.result if verdict.result != "established" else ending] += 1
 
 
 @dataclass
@@ -137,14 +221,26 @@ class View:
 
     out: TextIO
     engine: Engine
-    as_json: bool = False
+    style: str = "text"  # text, json or csv
     offset_ns: int = MONOTONIC_TO_WALL_NS
     counters: ViewCounters = field(default_factory=ViewCounters)
     shown: OutputFilter = field(default_factory=OutputFilter)
+    relative: bool = False  # times as seconds since the first event
+    layout: Layout = NARROW
+
+    def __post_init__(self) -> None:
+        self._clock = Clock(self.offset_ns)
+        self._csv = csv.writer(self.out, lineterminator="\n") if self.style == "csv" else None
+
+    @property
+    def as_json(self) -> bool:
+        return self.style == "json"
 
     def header(self) -> None:
-        if not self.as_json:
-            self.out.write(HEADER + "\n")
+        if self.style == "text":
+            self.out.write(self.layout.header() + "\n")
+        elif self._csv is not None:
+            self._csv.writerow(CSV_COLUMNS)
 
     def on_record(self, record: bytes) -> None:
         try:
@@ -156,13 +252,27 @@ class View:
 
     def on_event(self, event: Event) -> None:
         self.counters.seen += 1
-        render = format_json if self.as_json else format_text
+        if self.relative and self._clock.since_ns is None:
+            self._clock = Clock(self.offset_ns, since_ns=event.ts_ns)
         for output in self.engine.feed(event):
+            if isinstance(output, Classified):
+                self.counters.count_ending(output.classification)
             if not self.shown.admits(output):
                 continue
-            line = render(output, self.offset_ns)
-            if line is not None:
-                self.out.write(line + "\n")
+            self._write(output)
+
+    def _write(self, output: Output) -> None:
+        if self._csv is not None:
+            row = csv_row(output, self._clock)
+            if row is not None:
+                self._csv.writerow(row)
+            return
+        if self.as_json:
+            self.out.write(format_json(output, self.offset_ns) + "\n")
+            return
+        line = format_text(output, layout=self.layout, clock=self._clock)
+        if line is not None:
+            self.out.write(line + "\n")
 
     def reconciled(self, differences: list[Difference], compared: int) -> None:
         """Show how synfin's count of sockets per state compares with the kernel's."""
@@ -183,6 +293,13 @@ class View:
             }
             self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
             return
+        if self._csv is not None:
+            for d in differences:
+                note = f"{d.state}: synfin {d.synfin}, kernel {d.kernel} ({compared} sockets)"
+                when = self._clock.format(time.monotonic_ns())
+                self._csv.writerow([when, "reconcile", "", d.netns, "", "", "", "", "", "", "",
+                                    "", note])  # fmt: skip
+            return
         if not differences:
             self.out.write(f"# reconcile: agrees with the kernel ({compared} sockets)\n")
             return
@@ -197,4 +314,8 @@ class View:
             text += " (raise --ring-buffer-pages or narrow the filters)"
         if self.counters.undecodable:
             text += f", {self.counters.undecodable} undecodable"
+        endings = self.counters.endings
+        if endings:
+            listed = ", ".join(f"{count} {how}" for how, count in endings.most_common())
+            text += f"; {sum(endings.values())} connection(s) ended: {listed}"
         return text

@@ -115,6 +115,6 @@ def test_one_curl_draws_the_textbook_connection_with_every_rule_holding(web_serv
         out, _err = finish(process, 90)
     assert "SYN seq=x" in out and "SYN+ACK seq=y ack=x+1" in out and "ACK seq=x+1 ack=y+1" in out
     assert "TIME-WAIT" in out and "LISTEN" in out and "ESTABLISHED" in out
-    checks = [line.strip() for line in out.split("  checks:\n", 1)[1].splitlines()]
+    checks = [line.strip() for line in out.split("  checks:\n", 1)[1].splitlines() if line]
     assert len(checks) == 5 and all(line.startswith("✓") for line in checks), out
     assert "in TIME-WAIT (2MSL = 60 s on Linux)" in out
