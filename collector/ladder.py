@@ -104,17 +104,30 @@ def _place_observed(rows: list[Row], end: End, column: int, steps: list[Step]) -
         return None
     first = ordered[0]
     initial = Mark(first.source, None, OBSERVED)
+    previous: Row | None = None
     for step in ordered:
         if step.source is step.target:
             continue  # close() after shutdown(): the kernel sets FIN_WAIT1 again
         mark = Mark(step.target, step.at_ns, OBSERVED if step.observed else INFERRED, step.how)
         row = _row_for(rows, end, step) if step.at_ns is not None else None
+        if row is not None and previous is not None and _earlier(rows, row, previous):
+            # On loopback a segment is captured as it arrives, after its sender moved on: an
+            # end's states must still read down in the order it took them.
+            row = previous
         if row is None:
             at = step.at_ns if step.at_ns is not None else (rows[-1].at_ns if rows else 0)
             row = Row(at)
             rows.append(row)
         row.marks[column].append(mark)
+        previous = row
     return initial
+
+
+def _earlier(rows: list[Row], row: Row, other: Row) -> bool:
+    def position(wanted: Row) -> tuple[int, int]:
+        return wanted.at_ns, next(i for i, r in enumerate(rows) if r is wanted)
+
+    return position(row) < position(other)
 
 
 def _row_for(rows: list[Row], end: End, step: Step) -> Row | None:

@@ -72,10 +72,11 @@ def _ladder(ladder: Ladder, top: float) -> tuple[list[str], float]:
         if row.part is not None:
             out += _arrow(ladder, row.part, y)
         for column, marks in enumerate(row.marks):
-            if marks:
-                names = ", ".join(f"{m.state}{EVIDENCE_SUFFIX.get(m.evidence, '')}" for m in marks)
+            # One state per line: an end that passed through two states here shows both.
+            for line, mark in enumerate(marks):
+                name = f"{mark.state}{EVIDENCE_SUFFIX.get(mark.evidence, '')}"
                 x = LEFT_X if column == 0 else RIGHT_X
-                out.append(_state(x, y + 30, names, left=column == 0))
+                out.append(_state(x, y + 30 + 15 * line - 7 * (len(marks) - 1), name, column == 0))
     y = bottom + 28
     for check in ladder.checks:
         glyph, colour = VERDICT_STYLE[check.verdict]

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from collector.netns import HostPair
-from collector.scenarios import SCENARIOS
+from collector.scenarios import SCENARIOS, pair
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
@@ -118,3 +118,23 @@ def test_one_curl_draws_the_textbook_connection_with_every_rule_holding(web_serv
     checks = [line.strip() for line in out.split("  checks:\n", 1)[1].splitlines() if line]
     assert len(checks) == 5 and all(line.startswith("✓") for line in checks), out
     assert "in TIME-WAIT (2MSL = 60 s on Linux)" in out
+
+
+def test_timeout_draws_an_open_connection_as_far_as_it_got_in_ascii(
+    hosts: HostPair, port: int
+) -> None:
+    args = ["--netns", hosts.client.namespace, "--port", str(port), "--host", "192.0.2.0/24"]
+    listener = client = accepted = None
+    try:
+        with tracing(*args, "--timeout", "2", "--ascii") as process:
+            listener, client, accepted = pair(hosts, socket.AF_INET, port)
+            out, err = finish(process, 30)
+    finally:
+        for sock in (accepted, client, listener):
+            if sock is not None:
+                sock.close()
+    assert out.isascii(), out
+    assert "|--- SYN seq=x ---" in out and "ESTABLISHED" in out
+    assert "(trace stopped here; the connection went on)" in out
+    assert "? four-way teardown: stopped before the teardown ended" in out
+    assert "1 connection(s) drawn" in err
