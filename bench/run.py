@@ -4,7 +4,9 @@
 
 Starts nginx on loopback, then for each round runs `ab` once per configuration, in turn:
 nothing attached (the limit), `synfin run` (metrics only), `synfin watch --json > /dev/null`
-(per-event streaming) and bcc's `tcpstates` writing to /dev/null. Each `ab` request is one
+(per-event streaming), `synfin trace` with a filter that matches nothing (`trace-none`) and
+with none at all (`trace-all`, every connection drawn as JSON), and bcc's `tcpstates` writing
+to /dev/null. Each `ab` request is one
 TCP connection (HTTP/1.0, no keep-alive). Writes raw results as JSON and a Markdown table.
 Installs nginx-light, apache2-utils and bpfcc-tools from the distribution if missing.
 """
@@ -37,7 +39,11 @@ SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 NGINX_PORT = 18080
 METRICS_PORT = 19977
 PACKAGES = {"nginx": "nginx-light", "ab": "apache2-utils", "tcpstates-bpfcc": "bpfcc-tools"}
-CONFIGS = ("none", "run", "watch", "tcpstates")
+CONFIGS = ("none", "run", "watch", "trace-none", "trace-all", "tcpstates")
+STREAMING = ("watch", "trace-none", "trace-all", "tcpstates")
+# trace's summary line: "... drawn from S segments and E state events, L lost".
+LOST = {"watch": rb"(\d+) events, (\d+) lost", "trace-all": rb"events, ()(\d+) lost",
+        "trace-none": rb"events, ()(\d+) lost"}  # fmt: skip
 
 
 @dataclass
@@ -113,6 +119,9 @@ def start_observer(config: str, sink: Path) -> subprocess.Popen[bytes] | None:
     commands = {
         "run": [SYNFIN, "run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"],
         "watch": [SYNFIN, "watch", "--json"],
+        # Port 1: nothing on loopback uses it, so the filters in the kernel drop everything.
+        "trace-none": [SYNFIN, "trace", "--port", "1", "--format", "json"],
+        "trace-all": [SYNFIN, "trace", "--format", "json", "--time-wait", "skip"],
         "tcpstates": ["tcpstates-bpfcc"],
     }
     if config == "none":
@@ -169,10 +178,10 @@ def measure(config: str, number: int, requests: int, concurrency: int) -> Result
             result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
         observer.send_signal(signal.SIGINT)
         _, stderr = observer.communicate(timeout=60)
-        if config in ("watch", "tcpstates"):
+        if config in STREAMING:
             result.delivered = sum(1 for _ in sink.open("rb"))
-        if config == "watch":
-            summary = re.search(rb"(\d+) events, (\d+) lost", stderr)
+        if config in LOST:
+            summary = re.search(LOST[config], stderr)
             if summary:
                 result.lost = int(summary[2])
     return result
@@ -221,6 +230,10 @@ def concurrency_table(results: list[Result]) -> str:
         elif config == "watch":
             delivered, lost = sum(r.delivered or 0 for r in runs), sum(r.lost or 0 for r in runs)
             counted = f"stream: {delivered} records, {lost} lost"
+        elif config.startswith("trace"):
+            drawn, lost = sum(r.delivered or 0 for r in runs), sum(r.lost or 0 for r in runs)
+            made = sum(r.connections for r in runs)
+            counted = f"drew {drawn} of {made} connections, {lost} records lost"
         elif config == "tcpstates":
             counted = f"stream: {sum(r.delivered or 0 for r in runs)} lines (no loss count)"
         else:

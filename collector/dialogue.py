@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 
 from collector.events import format_endpoint
 from collector.lifecycle import Connection, Finished, Output, Step, StepTaken
-from collector.segments import Flag, Segment
+from collector.segments import Flag, Segment, covers
 from collector.states import State
 
 # A 4-tuple with its ends in a fixed order, so both directions map to one key.
 FlowKey = tuple[int, tuple[bytes, int], tuple[bytes, int]]
+
+# A long trace on a busy host must not grow without bound: connections that never end (or
+# whose end is not captured) and local sockets never joined to one are forgotten, oldest
+# first, beyond these numbers, and counted.
+MAX_DIALOGUES = 4096
+MAX_KERNEL_VIEWS = 16384
 
 # Kernel steps may be recorded a little before the segment that carries them out (connect
 # sets SYN-SENT, then the SYN leaves) or after a segment that ended a previous use of the
@@ -138,8 +144,7 @@ class Dialogue:
                 return False
             needed = fins[-1].seq + fins[-1].sequence_space
             answered = any(
-                s.has(Flag.ACK) and not end.sent(s) and _covers(s.ack, needed)
-                for s in self.segments
+                s.has(Flag.ACK) and not end.sent(s) and covers(s.ack, needed) for s in self.segments
             )
             if not answered:
                 return False
@@ -162,11 +167,6 @@ class Dialogue:
         return bool(local) and all(v.finished for v in local)
 
 
-def _covers(ack: int, needed: int) -> bool:
-    """``ack`` acknowledges sequence number ``needed - 1`` (modulo 2^32, as the kernel)."""
-    return ((ack - needed) & 0xFFFFFFFF) < 0x80000000
-
-
 @dataclass
 class Tracker:
     """Joins segments and engine outputs into dialogues, and says which are over."""
@@ -177,6 +177,7 @@ class Tracker:
     # view holds it, so the id is not reused while the view is here.
     kernel_views: dict[int, KernelView] = field(default_factory=dict)
     retired: list[Dialogue] = field(default_factory=list)  # replaced by a new use of the tuple
+    forgotten: int = 0  # dialogues and sockets dropped at the limits above
 
     def on_segment(self, segment: Segment) -> None:
         key = segment_key(segment)
@@ -193,12 +194,19 @@ class Tracker:
             # Without its SYN, the first segment's sender is only a guess at the initiator.
             dialogue = Dialogue(segment.family, sender, receiver, handshake_seen=opening)
             self.live[key] = dialogue
+            if len(self.live) > MAX_DIALOGUES:
+                del self.live[next(iter(self.live))]  # dicts keep insertion order: the oldest
+                self.forgotten += 1
         dialogue.segments.append(segment)
 
     def on_output(self, output: Output) -> None:
         if isinstance(output, StepTaken):
             conn = output.connection
-            self.kernel_views.setdefault(id(conn), KernelView(conn))
+            if id(conn) not in self.kernel_views:
+                self.kernel_views[id(conn)] = KernelView(conn)
+                if len(self.kernel_views) > MAX_KERNEL_VIEWS:
+                    del self.kernel_views[next(iter(self.kernel_views))]
+                    self.forgotten += 1
         elif isinstance(output, Finished):
             view = self.kernel_views.get(id(output.connection))
             if view is not None:

@@ -169,10 +169,10 @@ def simultaneous_close(hosts: HostPair, family: int, port: int) -> None:
     """Both ends close while neither FIN can reach the other: each is in FIN-WAIT-1 when the
     other's FIN arrives, and both pass through CLOSING.
 
-    Timed by the retransmission timer (RTO, about 210 ms here), not by luck: the first FINs
-    are dropped on arrival; then only FINs pass. The first retransmissions cross (each end
-    goes to CLOSING, and the ACKs they answer with are dropped); the second ones, each now
-    acknowledging the other end's FIN, take both ends to TIME-WAIT.
+    The first FINs are dropped on arrival. Both ends closed just after one clock tick, so both
+    retransmission timers expire in the same later tick and run in one timer softirq: both
+    FINs are queued before the receive softirq delivers either, and they cross, as the
+    textbook draws it. Each end then acknowledges the other's FIN.
     """
     listener, client, accepted = pair(hosts, family, port)
     namespaces = (hosts.client.namespace, hosts.server.namespace)
@@ -182,24 +182,17 @@ def simultaneous_close(hosts: HostPair, family: int, port: int) -> None:
         f"add rule inet synfin_sim in tcp sport {port} drop\n"
         f"add rule inet synfin_sim in tcp dport {port} drop\n"
     )
-    only_acks = (
-        "flush chain inet synfin_sim in\n"
-        f"add rule inet synfin_sim in tcp sport {port} tcp flags & fin == 0 drop\n"
-        f"add rule inet synfin_sim in tcp dport {port} tcp flags & fin == 0 drop\n"
-    )
     for namespace in namespaces:
         nft(namespace, drop)
     try:
-        _just_after_a_tick()  # both retransmission timers then expire in one tick
+        _just_after_a_tick()
         client.close()
         accepted.close()
-        time.sleep(0.1)  # both FINs sent and dropped; the first retransmissions come at RTO
-        for namespace in namespaces:
-            nft(namespace, only_acks)
-        time.sleep(0.55)  # past the second retransmissions (at about 1 + 2 RTO)
+        time.sleep(0.05)
     finally:
         for namespace in namespaces:
             nft(namespace, "delete table inet synfin_sim\n")
+    time.sleep(1.0)  # the retransmissions come at RTO (>= 200 ms)
     listener.close()
 
 

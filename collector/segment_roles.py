@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 
 from collector.dialogue import Dialogue, End
-from collector.segments import Flag, Segment
+from collector.segments import Flag, Segment, covers
 
 
 class Role(enum.Enum):
@@ -78,10 +78,6 @@ SIMULTANEOUS_CLOSE_LABELS: dict[Role, tuple[str | None, str | None]] = {
 }
 
 
-def _covers(ack: int, needed: int) -> bool:
-    return ((ack - needed) & 0xFFFFFFFF) < 0x80000000
-
-
 def _relative(value: int, base: int | None, name: str) -> str:
     if base is None:
         return str(value)
@@ -129,7 +125,7 @@ class _Progress:
             from_initiator
             and self.y is not None
             and self.handshake_ack is None
-            and _covers(seg.ack, self.y + 1)
+            and covers(seg.ack, self.y + 1)
         ):
             self.handshake_ack = index
             return Role.HANDSHAKE_ACK
@@ -140,7 +136,7 @@ class _Progress:
             self.w is not None
             and sender is self.closer
             and self.second_fin_ack is None
-            and _covers(seg.ack, self.w + 1)
+            and covers(seg.ack, self.w + 1)
         ):
             self.second_fin_ack = index
             return Role.SECOND_FIN_ACK
@@ -163,7 +159,7 @@ class _Progress:
             and sender is not self.closer
             and self.first_fin_ack is None
             and seg.has(Flag.ACK)
-            and _covers(seg.ack, self.u + 1)
+            and covers(seg.ack, self.u + 1)
         ):
             self.first_fin_ack = index
             return True
@@ -191,23 +187,26 @@ def assign(dialogue: Dialogue) -> tuple[list[Part], Symbols]:
     p = progress
     symbols = Symbols(p.x, p.y, p.u, p.v, p.w, p.closer, p.simultaneous_close)
     parts: list[Part] = []
-    for seg, role in zip(segments, roles, strict=True):
-        text, repeats = label(seg, role, symbols, initiator), None
-        if role is Role.RETRANSMISSION:
-            # A resent SYN or FIN keeps the label of the first copy: it is the same segment.
+    for seg, found in zip(segments, roles, strict=True):
+        role, text, repeats = found, label(seg, found, symbols, initiator), None
+        if role in (Role.RETRANSMISSION, Role.OTHER):
+            # A resent SYN, FIN or ACK keeps the part and label of the first copy: it is the
+            # same segment (the first copy may have been lost).
             first = next((p for p in parts if _same_segment(p.segment, seg)), None)
-            if first is not None:
-                text, repeats = first.label, first.role
+            if first is not None and first.role is not Role.OTHER:
+                role, text, repeats = Role.RETRANSMISSION, first.label, first.repeats or first.role
         parts.append(Part(seg, role, text, dialogue.end_of(seg), repeats))
     return parts, symbols
 
 
 def _same_segment(earlier: Segment, later: Segment) -> bool:
-    return (
-        earlier.flow == later.flow
-        and earlier.seq == later.seq
-        and earlier.flags & (Flag.SYN | Flag.FIN) == later.flags & (Flag.SYN | Flag.FIN)
-    )
+    control = Flag.SYN | Flag.FIN | Flag.RST
+    if earlier.flow != later.flow or earlier.seq != later.seq:
+        return False
+    if earlier.flags & control != later.flags & control:
+        return False
+    # A SYN or FIN resent may acknowledge more than the first copy did; a bare ACK may not.
+    return bool(later.flags & control) or earlier.ack == later.ack
 
 
 def label(segment: Segment, role: Role, symbols: Symbols, initiator: End) -> str:

@@ -31,6 +31,12 @@ STAT_SENT = 0
 STAT_LOST = 1
 
 
+def covers(ack: int, needed: int) -> bool:
+    """``ack`` acknowledges everything before ``needed``: sequence numbers wrap at 2^32, so
+    "at or after" is a signed difference, as the kernel's after() has it."""
+    return ((ack - needed) & 0xFFFFFFFF) < 0x80000000
+
+
 class SegmentDecodeError(ValueError):
     """A record that does not have the layout of struct synfin_segment."""
 

@@ -94,7 +94,7 @@ def listen_overflow(hosts: HostPair, family: int, port: int, count: int) -> None
     clients: list[socket.socket] = []
     try:
         clients = [_start_connect(hosts, family, port) for _ in range(count)]
-        time.sleep(1.5)  # the dropped SYNs' first retransmission
+        time.sleep(2.5)  # the dropped SYNs' first retransmission (1 s), with room for a busy host
     finally:
         for client in clients:
             with contextlib.suppress(OSError):

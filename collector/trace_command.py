@@ -181,6 +181,8 @@ def trace_command(
         f"{tracer.counters.segments} segments and {tracer.counters.events} state events, "
         f"{lost} lost"
     )
+    if tracer.tracker.forgotten:
+        summary += f", {tracer.tracker.forgotten} unfinished connection(s) forgotten at the limit"
     if output is not None:
         summary += f", written to {output}"
     click.echo(summary, err=True)

@@ -116,3 +116,12 @@ def test_trace_filter_by_network_and_process() -> None:
     assert TraceFilter((ipaddress.ip_network("203.0.113.0/24"),)).admits(dialogue)
     assert not TraceFilter((ipaddress.ip_network("10.0.0.0/8"),)).admits(dialogue)
     assert not TraceFilter(pid=1).admits(dialogue)  # no local socket: no process to match
+
+
+def test_connections_that_never_end_are_forgotten_at_the_limit(monkeypatch) -> None:
+    monkeypatch.setattr("collector.dialogue.MAX_DIALOGUES", 2)
+    tracker = Tracker()
+    for port in (1, 2, 3):
+        tracker.on_segment(Segment(port, 2, CLIENT, port, SERVER, 443, 7, 0, S))
+    assert tracker.forgotten == 1
+    assert sorted(d.initiator.port for d in tracker.take_all()) == [2, 3]
