@@ -10,7 +10,14 @@ from html import escape
 
 WIDTH, HEIGHT = 640, 400
 LEFT, RIGHT, TOP, BOTTOM = 60, 150, 30, 50
-COLOURS = {"none": "#888888", "run": "#1f77b4", "watch": "#ff7f0e", "tcpstates": "#d62728"}
+COLOURS = {
+    "none": "#888888",
+    "run": "#1f77b4",
+    "watch": "#ff7f0e",
+    "trace-none": "#2ca02c",
+    "trace-all": "#9467bd",
+    "tcpstates": "#d62728",
+}
 
 
 def line_chart(curves: dict[str, dict[int, float]]) -> str:

@@ -8,23 +8,20 @@ the packet socket detaches the filter, on every exit path.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import socket
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 from collector import privileges
 from collector.netns import entered_path
 from collector.probes import (
-    MAX_FILTER_PORTS,
     PROBES_DIR,
+    LoadedProbe,
     ProbeError,
-    RecordHandler,
+    import_bcc,
     load,
     validate_ringbuf_pages,
 )
@@ -57,10 +54,11 @@ class CaptureStats:
     lost: int
 
 
-class SegmentCapture:
+class SegmentCapture(LoadedProbe):
     """``probes/tcp_segments.c`` loaded and attached to a packet socket."""
 
     source = "tcp_segments.c"
+    ring_buffer = b"segments"
 
     def __init__(self, options: CaptureOptions | None = None) -> None:
         self.options = options or CaptureOptions()
@@ -70,16 +68,15 @@ class SegmentCapture:
                 "capturing segments needs root, or CAP_BPF and CAP_NET_RAW",
                 "run synfin with sudo",
             )
+        super().__init__()
         self._socket: socket.socket | None = None
-        self._bpf: Any = load(self.source, self.options.cflags())
+        self._bpf = load(self.source, self.options.cflags())
         try:
-            bcc = __import__("bcc")
-            program = self._bpf.load_func(b"capture_segment", bcc.BPF.SOCKET_FILTER)
+            program = self._bpf.load_func(b"capture_segment", import_bcc().BPF.SOCKET_FILTER)
             self._socket = self._open_socket(program.fd)
         except BaseException:
             self.close()
             raise
-        self._stream_open = False
 
     def _open_socket(self, program_fd: int) -> socket.socket:
         where = self.options.netns
@@ -105,67 +102,16 @@ class SegmentCapture:
             raise ProbeError(f"cannot attach the segment filter: {error.strerror}") from None
         return sock
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
     def close(self) -> None:
+        """Closing the packet socket detaches the filter; then the program goes."""
         sock, self._socket = self._socket, None
         if sock is not None:
             sock.close()
-        bpf, self._bpf = self._bpf, None
-        if bpf is not None:
-            bpf.cleanup()
-
-    def __enter__(self) -> SegmentCapture:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def bpf(self) -> Any:
-        if self._bpf is None:
-            raise ProbeError("the segment capture is closed")
-        return self._bpf
-
-    # -- the stream --------------------------------------------------------------------------
+        super().close()
 
     def set_filter(self, ports: Iterable[int] = (), family: int = 0) -> None:
         """Capture only ``family`` (0: any) segments to or from one of ``ports`` (empty: any)."""
-        wanted = sorted(set(ports))
-        if len(wanted) > MAX_FILTER_PORTS:
-            raise ProbeError(f"at most {MAX_FILTER_PORTS} ports can be filtered on")
-        table = self.bpf[b"segment_ports"]
-        table.clear()
-        for port in wanted:
-            table[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
-        config_map = self.bpf[b"segment_filter"]
-        config = config_map.Leaf()
-        config.port_filter = 1 if wanted else 0
-        config.family = family
-        config_map[ctypes.c_int(0)] = config
-
-    def open_stream(self, handler: RecordHandler) -> None:
-        def on_record(_ctx: int, data: int, size: int) -> int:
-            handler(ctypes.string_at(data, size))
-            return 0
-
-        self.bpf[b"segments"].open_ring_buffer(on_record)
-        self._stream_open = True
-
-    def poll(self, timeout_ms: int = 100) -> None:
-        if not self._stream_open:
-            raise ProbeError("poll() before open_stream()")
-        with contextlib.suppress(InterruptedError):
-            self.bpf.ring_buffer_poll(timeout_ms)
-
-    def drain(self) -> None:
-        if self._stream_open:
-            self.bpf.ring_buffer_consume()
+        self._set_port_filter(b"segment_ports", b"segment_filter", ports, family)
 
     def stats(self) -> CaptureStats:
         table = self.bpf[b"segment_stats"]

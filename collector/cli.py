@@ -21,6 +21,8 @@ from collector.cli_support import (
     FAMILIES,
     R,
     ViewOptions,
+    family_option,
+    port_option,
     power_of_two,
     reports_errors,
     silence_stdout,
@@ -79,21 +81,8 @@ class StreamRequest:
 def stream_options(command: Callable[..., R]) -> Callable[..., R]:
     """Add the shared streaming options; the command receives them as ``request``."""
 
-    @click.option(
-        "-p",
-        "--port",
-        "ports",
-        type=click.IntRange(1, 65535),
-        multiple=True,
-        help="Only connections with this local or remote port (repeatable).",
-    )
-    @click.option(
-        "--family",
-        type=click.Choice(sorted(FAMILIES)),
-        default="any",
-        show_default=True,
-        help="Only this IP family.",
-    )
+    @port_option
+    @family_option
     @click.option(
         "--duration",
         type=click.FloatRange(min=0, min_open=True),

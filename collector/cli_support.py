@@ -27,6 +27,22 @@ R = TypeVar("R")
 FAMILIES = {"any": 0, "ipv4": AF_INET, "ipv6": AF_INET6}
 
 
+port_option = click.option(
+    "-p",
+    "--port",
+    "ports",
+    type=click.IntRange(1, 65535),
+    multiple=True,
+    help="Only connections with this local or remote port (repeatable).",
+)
+family_option = click.option(
+    "--family",
+    type=click.Choice(sorted(FAMILIES)),
+    default="any",
+    show_default=True,
+    help="Only this IP family.",
+)
+
 tracefs_option = click.option(
     "--tracefs",
     "tracefs_root",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from collector import kernel, privileges, tracefs
 from collector.classify import facts_the_rules_read
@@ -144,39 +144,30 @@ def try_feature_probe(source: str) -> None:
     load(source, [f"-I{PROBES_DIR}", "-w"]).cleanup()
 
 
-class TcpProbe:
-    """``probes/tcp_states.c`` loaded and attached: state changes, and what this kernel allows
-    of timewait and request sockets, resets and retransmits (collector/kernel.py).
+LoadedSelf = TypeVar("LoadedSelf", bound="LoadedProbe")
+
+
+class LoadedProbe:
+    """A program of probes/ loaded by bcc, with one ring buffer: what every probe shares.
 
     Use as a context manager: the programs are detached when the block ends, however it ends.
     (A process that dies outright detaches them too: nothing is pinned.)
     """
 
-    source = "tcp_states.c"
+    ring_buffer = b"events"  # the ring buffer map's name in the probe
 
-    def __init__(self, options: ProbeOptions | None = None) -> None:
-        self.options = options or ProbeOptions()
-        validate_ringbuf_pages(self.options.ringbuf_pages)
-        if not privileges.can_load_bpf():
-            raise ProbeError(
-                "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
-                "run synfin with sudo",
-            )
-        root = tracefs.find_tracefs(self.options.tracefs_root)
-        tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
-        self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
-        self._bpf = load(self.source, self.options.cflags(self.features))
+    def __init__(self) -> None:
+        self._bpf: Any = None
         self._stream_open = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        bpf = getattr(self, "_bpf", None)
+        bpf, self._bpf = self._bpf, None
         if bpf is not None:
-            self._bpf = None
             bpf.cleanup()
 
-    def __enter__(self) -> TcpProbe:
+    def __enter__(self: LoadedSelf) -> LoadedSelf:
         return self
 
     def __exit__(
@@ -193,7 +184,7 @@ class TcpProbe:
             raise ProbeError("the probe is closed")
         return self._bpf
 
-    # -- the event stream --------------------------------------------------------------------
+    # -- the stream --------------------------------------------------------------------------
 
     def open_stream(self, handler: RecordHandler) -> None:
         """Call ``handler`` with each raw record during ``poll``."""
@@ -203,12 +194,7 @@ class TcpProbe:
             # Returning 0 (not None) keeps bcc's callback wrapper on its fast path.
             return 0
 
-        if not self.options.streams(self.features):
-            raise ProbeError(
-                "the live stream needs the BPF ring buffer (Linux >= 5.8)",
-                "use `synfin run`, which only counts and works on this kernel",
-            )
-        self.bpf[b"events"].open_ring_buffer(on_record)
+        self.bpf[self.ring_buffer].open_ring_buffer(on_record)
         self._stream_open = True
 
     def poll(self, timeout_ms: int = 100) -> None:
@@ -223,23 +209,59 @@ class TcpProbe:
         if self._stream_open:
             self.bpf.ring_buffer_consume()
 
+    def _set_port_filter(
+        self, ports_map: bytes, config_map: bytes, ports: Iterable[int], family: int
+    ) -> None:
+        """Fill a probe's port set and filter_config (probes/synfin_events.h)."""
+        wanted = sorted(set(ports))
+        if len(wanted) > MAX_FILTER_PORTS:
+            raise ProbeError(f"at most {MAX_FILTER_PORTS} ports can be filtered on")
+        table = self.bpf[ports_map]
+        table.clear()
+        for port in wanted:
+            table[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+        configs = self.bpf[config_map]
+        config = configs.Leaf()
+        config.port_filter = 1 if wanted else 0
+        config.family = family
+        configs[ctypes.c_int(0)] = config
+
+
+class TcpProbe(LoadedProbe):
+    """``probes/tcp_states.c`` loaded and attached: state changes, and what this kernel allows
+    of timewait and request sockets, resets and retransmits (collector/kernel.py).
+    """
+
+    source = "tcp_states.c"
+
+    def __init__(self, options: ProbeOptions | None = None) -> None:
+        self.options = options or ProbeOptions()
+        validate_ringbuf_pages(self.options.ringbuf_pages)
+        if not privileges.can_load_bpf():
+            raise ProbeError(
+                "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
+                "run synfin with sudo",
+            )
+        root = tracefs.find_tracefs(self.options.tracefs_root)
+        tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
+        self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
+        super().__init__()
+        self._bpf = load(self.source, self.options.cflags(self.features))
+
+    def open_stream(self, handler: RecordHandler) -> None:
+        if not self.options.streams(self.features):
+            raise ProbeError(
+                "the live stream needs the BPF ring buffer (Linux >= 5.8)",
+                "use `synfin run`, which only counts and works on this kernel",
+            )
+        super().open_stream(handler)
+
     def set_filter(self, ports: Iterable[int] = (), family: int = 0) -> None:
         """Stream only events of ``family`` (0: any) touching one of ``ports`` (empty: any).
 
         Counters are never filtered: they always count every TCP transition.
         """
-        wanted = sorted(set(ports))
-        if len(wanted) > MAX_FILTER_PORTS:
-            raise ProbeError(f"at most {MAX_FILTER_PORTS} ports can be filtered on")
-        port_map = self.bpf[b"filter_ports"]
-        port_map.clear()
-        for port in wanted:
-            port_map[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
-        config_map = self.bpf[b"filter_config"]
-        config = config_map.Leaf()
-        config.port_filter = 1 if wanted else 0
-        config.family = family
-        config_map[ctypes.c_int(0)] = config
+        self._set_port_filter(b"filter_ports", b"filter_config", ports, family)
 
     # -- counters ----------------------------------------------------------------------------
 

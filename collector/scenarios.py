@@ -329,6 +329,12 @@ ACTIVE_CLOSER = (C, SS, E, FW1, FW2, TW)
 PASSIVE_CLOSER_SERVER = (L, SR, E, CW, LA, C)
 PEER_FIN_INFERRED = ((FW2, TW),)
 OPENS = {"client": {"ActiveOpens": 1}, "server": {"PassiveOpens": 1}}
+# The textbook's connection: the client opens and closes first; both ends here.
+CLIENT_CLOSES = (
+    Expected(ACTIVE_CLOSER, "active", "established", "local", "graceful", PEER_FIN_INFERRED),
+    Expected(PASSIVE_CLOSER_SERVER, "passive", "established", "remote", "graceful"),
+    OPENS,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -337,11 +343,7 @@ SCENARIOS: dict[str, Scenario] = {
             "client-closes",
             "the client closes first, the server reads EOF and closes",
             client_closes,
-            Expected(
-                ACTIVE_CLOSER, "active", "established", "local", "graceful", PEER_FIN_INFERRED
-            ),
-            Expected(PASSIVE_CLOSER_SERVER, "passive", "established", "remote", "graceful"),
-            OPENS,
+            *CLIENT_CLOSES,
         ),
         Scenario(
             "server-closes",
@@ -397,11 +399,7 @@ SCENARIOS: dict[str, Scenario] = {
             "syn-retransmit",
             "the first SYN dropped at the server; the retry a second later opens the connection",
             syn_retransmitted,
-            Expected(
-                ACTIVE_CLOSER, "active", "established", "local", "graceful", PEER_FIN_INFERRED
-            ),
-            Expected(PASSIVE_CLOSER_SERVER, "passive", "established", "remote", "graceful"),
-            OPENS,
+            *CLIENT_CLOSES,
         ),
         Scenario(
             "reset-abort",
@@ -439,11 +437,7 @@ SCENARIOS: dict[str, Scenario] = {
             "keepalive",
             "one connection carrying 50 requests, then closed by the client",
             keepalive,
-            Expected(
-                ACTIVE_CLOSER, "active", "established", "local", "graceful", PEER_FIN_INFERRED
-            ),
-            Expected(PASSIVE_CLOSER_SERVER, "passive", "established", "remote", "graceful"),
-            OPENS,
+            *CLIENT_CLOSES,
         ),
     ]
 }

@@ -15,7 +15,9 @@ from collector import ladder_json, ladder_svg, ladder_text
 from collector.capture import CaptureOptions, SegmentCapture
 from collector.cli_support import (
     FAMILIES,
+    family_option,
     parse_each,
+    port_option,
     reports_errors,
     silence_stdout,
     stop_on_signals,
@@ -52,14 +54,7 @@ def _unicode_ok() -> bool:
 
 
 @click.command("trace")
-@click.option(
-    "-p",
-    "--port",
-    "ports",
-    type=click.IntRange(1, 65535),
-    multiple=True,
-    help="Only connections with this local or remote port (repeatable).",
-)
+@port_option
 @click.option(
     "--host",
     "networks",
@@ -68,7 +63,7 @@ def _unicode_ok() -> bool:
     help="Only connections with an end in this address or CIDR (repeatable).",
 )
 @click.option("--pid", type=click.IntRange(min=1), help="Only connections of this process.")
-@click.option("--family", type=click.Choice(sorted(FAMILIES)), default="any", show_default=True)
+@family_option
 @click.option(
     "-c", "--count", type=click.IntRange(min=1), help="Stop after drawing this many connections."
 )
