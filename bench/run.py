@@ -152,38 +152,54 @@ def measure(config: str, number: int, requests: int, concurrency: int) -> Result
     with tempfile.TemporaryDirectory() as folder:
         sink = Path(folder) / "out"
         observer = start_observer(config, sink)
-        names = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total")
-        # Scrape, then read the kernel: the scrape's own connection is in both counts.
-        metrics_before = scrape(names) if config == "run" else {}
-        cpu_before = process_cpu(observer.pid) if observer else 0.0
-        kernel_before = snmp()
-        rate = ab(requests, concurrency)
-        time.sleep(0.5)  # let the last closes and the stream settle
-        metrics_after = scrape(names) if config == "run" else {}
-        kernel_after = snmp()
-        result = Result(
-            config,
-            number,
-            concurrency,
-            rate,
-            kernel_after["ActiveOpens"] - kernel_before["ActiveOpens"],
-        )
-        result.kernel_passive_opens = kernel_after["PassiveOpens"] - kernel_before["PassiveOpens"]
-        if observer is None:
-            return result
-        result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
-        result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
-        if config == "run":
-            result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
-            result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
-        observer.send_signal(signal.SIGINT)
-        _, stderr = observer.communicate(timeout=60)
-        if config in STREAMING:
-            result.delivered = sum(1 for _ in sink.open("rb"))
-        if config in LOST:
-            summary = re.search(LOST[config], stderr)
-            if summary:
-                result.lost = int(summary[2])
+        try:
+            return _measure_with(observer, config, number, requests, concurrency, sink)
+        finally:
+            if observer is not None and observer.poll() is None:
+                observer.kill()  # a failed run must not leave probes attached
+                observer.wait()
+
+
+def _measure_with(
+    observer: subprocess.Popen[bytes] | None,
+    config: str,
+    number: int,
+    requests: int,
+    concurrency: int,
+    sink: Path,
+) -> Result:
+    names = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total")
+    # Scrape, then read the kernel: the scrape's own connection is in both counts.
+    metrics_before = scrape(names) if config == "run" else {}
+    cpu_before = process_cpu(observer.pid) if observer else 0.0
+    kernel_before = snmp()
+    rate = ab(requests, concurrency)
+    time.sleep(0.5)  # let the last closes and the stream settle
+    metrics_after = scrape(names) if config == "run" else {}
+    kernel_after = snmp()
+    result = Result(
+        config,
+        number,
+        concurrency,
+        rate,
+        kernel_after["ActiveOpens"] - kernel_before["ActiveOpens"],
+    )
+    result.kernel_passive_opens = kernel_after["PassiveOpens"] - kernel_before["PassiveOpens"]
+    if observer is None:
+        return result
+    result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
+    result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
+    if config == "run":
+        result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
+        result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
+    observer.send_signal(signal.SIGINT)
+    _, stderr = observer.communicate(timeout=60)
+    if config in STREAMING:
+        result.delivered = sum(1 for _ in sink.open("rb"))
+    if config in LOST:
+        summary = re.search(LOST[config], stderr)
+        if summary:
+            result.lost = int(summary[2])
     return result
 
 

@@ -55,15 +55,18 @@ def build_pacer(folder: Path) -> Path:
 def measure(pacer: Path, rate: int, seconds: float, workers: int) -> RatePoint:
     with tempfile.TemporaryFile() as sink:
         watch = subprocess.Popen([SYNFIN, "watch", "--json"], stdout=sink, stderr=subprocess.PIPE)
-        assert watch.stderr is not None
-        watch.stderr.readline()  # "tracing ...": attached
-        paced = subprocess.run(
-            [str(pacer), "127.0.0.1", str(NGINX_PORT), str(rate), str(seconds), str(workers)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        time.sleep(1.0)  # the last closes, and the reader catches up
-        watch.send_signal(signal.SIGINT)
-        _, stderr = watch.communicate(timeout=60)
+        try:
+            assert watch.stderr is not None
+            watch.stderr.readline()  # "tracing ...": attached
+            paced = subprocess.run(
+                [str(pacer), "127.0.0.1", str(NGINX_PORT), str(rate), str(seconds), str(workers)],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            time.sleep(1.0)  # the last closes, and the reader catches up
+        finally:
+            # However the run ends, the observer goes (and its probes detach).
+            watch.send_signal(signal.SIGINT)
+            _, stderr = watch.communicate(timeout=60)
     summary = re.search(rb"(\d+) events, (\d+) lost", stderr)
     made = re.match(r"(\d+) connections in ([\d.]+) s", paced)
     assert summary and made, (stderr, paced)
