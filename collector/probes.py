@@ -28,6 +28,7 @@ from collector.events import (
     STAT_SOCKETS_TRACKED,
     STAT_TIMEWAIT_UNTRACKED,
 )
+from collector.memory import release_compiler_memory
 
 PROBES_DIR = Path(
     os.environ.get("SYNFIN_PROBES_DIR", Path(__file__).resolve().parent.parent / "probes")
@@ -134,9 +135,11 @@ def load(source: str, cflags: list[str]) -> Any:
     """Compile and load ``probes/<source>``; bcc attaches its tracepoint programs."""
     bcc = import_bcc()
     try:
-        return bcc.BPF(src_file=str(PROBES_DIR / source).encode(), cflags=cflags)
+        loaded = bcc.BPF(src_file=str(PROBES_DIR / source).encode(), cflags=cflags)
     except Exception as error:  # bcc raises bare Exception for compile and load failures
         raise _explain_load_failure(source, error) from error
+    release_compiler_memory()
+    return loaded
 
 
 def try_feature_probe(source: str) -> None:
