@@ -54,7 +54,8 @@ class Result:
     requests_per_second: float
     connections: int  # ActiveOpens during the run (the kernel's count)
     observer_cpu_seconds: float = 0.0
-    observer_peak_rss_mb: float = 0.0
+    observer_peak_rss_mb: float = 0.0  # VmHWM: includes compiling the probes at start
+    observer_rss_mb: float = 0.0  # VmRSS after the run: what it holds while it works
     synfin_connects: int | None = None  # synfin_tcp_connects_total delta (run)
     synfin_accepts: int | None = None
     kernel_passive_opens: int = 0
@@ -189,6 +190,7 @@ def _measure_with(
         return result
     result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
     result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
+    result.observer_rss_mb = memory_mb(observer.pid, "VmRSS")
     if config == "run":
         result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
         result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
@@ -231,7 +233,7 @@ def concurrency_table(results: list[Result]) -> str:
     }
     limit = statistics.median(r.requests_per_second for r in by_config["none"])
     rows = [
-        "| configuration | requests/s (median) | vs. nothing | observer CPU s | peak RSS MB "
+        "| configuration | requests/s (median) | vs. nothing | observer CPU s | RSS MB (peak) "
         "| counted exactly |",
         "|---|---|---|---|---|---|",
     ]
@@ -255,9 +257,11 @@ def concurrency_table(results: list[Result]) -> str:
         else:
             counted = "-"
         cpu = statistics.median(r.observer_cpu_seconds for r in runs)
-        rss = max(r.observer_peak_rss_mb for r in runs)
+        rss = max(r.observer_rss_mb for r in runs)
+        peak = max(r.observer_peak_rss_mb for r in runs)
         rows.append(
-            f"| {config} | {rate:,.0f} | {rate / limit:.3f} | {cpu:.2f} | {rss:.0f} | {counted} |"
+            f"| {config} | {rate:,.0f} | {rate / limit:.3f} | {cpu:.2f} | {rss:.0f} ({peak:.0f}) "
+            f"| {counted} |"
         )
     return "\n".join(rows)
 
