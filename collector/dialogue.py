@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.events import format_endpoint
-from collector.lifecycle import Connection, Finished, Output, Step, StepTaken
+from collector.lifecycle import Connection, Output, Step, StepTaken
 from collector.segments import Flag, Segment, covers
 from collector.states import State
 
@@ -47,8 +47,11 @@ class KernelView:
     """One local socket, as the lifecycle engine follows it."""
 
     connection: Connection
-    finished: bool = False
-    joined: bool = False  # an end of a dialogue holds it
+
+    @property
+    def finished(self) -> bool:
+        """CLOSED, and no timewait socket left: its whole path is known."""
+        return self.connection.finished
 
     @property
     def steps(self) -> list[Step]:
@@ -58,8 +61,7 @@ class KernelView:
 
     @property
     def first_ns(self) -> int:
-        times = [step.at_ns for step in self.steps if step.at_ns is not None]
-        return min(times, default=self.connection.start_ns)
+        return _first_ns(self.connection)
 
 
 @dataclass
@@ -74,11 +76,6 @@ class End:
     @property
     def endpoint(self) -> str:
         return format_endpoint(self.family, self.address, self.port)
-
-    @property
-    def observed(self) -> bool:
-        """True when the kernel's own events show this end's states."""
-        return self.kernel is not None
 
     @property
     def process(self) -> str:
@@ -107,14 +104,6 @@ class Dialogue:
         return (self.initiator, self.responder)
 
     @property
-    def key(self) -> FlowKey:
-        return flow_key(
-            self.family,
-            (self.initiator.address, self.initiator.port),
-            (self.responder.address, self.responder.port),
-        )
-
-    @property
     def start_ns(self) -> int:
         times = [s.ts_ns for s in self.segments]
         times += [end.kernel.first_ns for end in self.ends if end.kernel is not None]
@@ -127,9 +116,6 @@ class Dialogue:
     def end_of(self, segment: Segment) -> End:
         """The end that sent ``segment``."""
         return self.initiator if self.initiator.sent(segment) else self.responder
-
-    def other(self, end: End) -> End:
-        return self.responder if end is self.initiator else self.initiator
 
     # -- how far it got ----------------------------------------------------------------------
 
@@ -167,15 +153,21 @@ class Dialogue:
         return bool(local) and all(v.finished for v in local)
 
 
+# A local socket waiting for its connection's first segment: (4-tuple, its own address, port).
+EndKey = tuple[FlowKey, bytes, int]
+
+
 @dataclass
 class Tracker:
-    """Joins segments and engine outputs into dialogues, and says which are over."""
+    """Joins segments and engine outputs into dialogues, and says which are over.
+
+    Joining is driven by arrivals, so each record costs the same however many connections are
+    open: a socket's step finds its dialogue by 4-tuple, or waits for it by 4-tuple.
+    """
 
     wait_for_time_wait: bool = True
     live: dict[FlowKey, Dialogue] = field(default_factory=dict)
-    # By id(Connection): the engine keeps a connection's object for its whole life, and the
-    # view holds it, so the id is not reused while the view is here.
-    kernel_views: dict[int, KernelView] = field(default_factory=dict)
+    waiting: dict[EndKey, Connection] = field(default_factory=dict)  # sockets ahead of segments
     retired: list[Dialogue] = field(default_factory=list)  # replaced by a new use of the tuple
     forgotten: int = 0  # dialogues and sockets dropped at the limits above
 
@@ -189,58 +181,59 @@ class Tracker:
             self.retired.append(self.live.pop(key))
             dialogue = None
         if dialogue is None:
-            sender = End(segment.family, segment.saddr, segment.sport)
-            receiver = End(segment.family, segment.daddr, segment.dport)
-            # Without its SYN, the first segment's sender is only a guess at the initiator.
-            dialogue = Dialogue(segment.family, sender, receiver, handshake_seen=opening)
-            self.live[key] = dialogue
-            if len(self.live) > MAX_DIALOGUES:
-                del self.live[next(iter(self.live))]  # dicts keep insertion order: the oldest
-                self.forgotten += 1
+            dialogue = self._open(key, segment, opening)
         dialogue.segments.append(segment)
 
-    def on_output(self, output: Output) -> None:
-        if isinstance(output, StepTaken):
-            conn = output.connection
-            if id(conn) not in self.kernel_views:
-                self.kernel_views[id(conn)] = KernelView(conn)
-                if len(self.kernel_views) > MAX_KERNEL_VIEWS:
-                    del self.kernel_views[next(iter(self.kernel_views))]
-                    self.forgotten += 1
-        elif isinstance(output, Finished):
-            view = self.kernel_views.get(id(output.connection))
-            if view is not None:
-                view.finished = True
+    def _open(self, key: FlowKey, segment: Segment, opening: bool) -> Dialogue:
+        sender = End(segment.family, segment.saddr, segment.sport)
+        receiver = End(segment.family, segment.daddr, segment.dport)
+        # Without its SYN, the first segment's sender is only a guess at the initiator.
+        dialogue = Dialogue(segment.family, sender, receiver, handshake_seen=opening)
+        for end in dialogue.ends:
+            conn = self.waiting.pop((key, end.address, end.port), None)
+            if conn is not None and _first_ns(conn) + JOIN_SLACK_NS >= segment.ts_ns:
+                end.kernel = KernelView(conn)
+        self.live[key] = dialogue
+        if len(self.live) > MAX_DIALOGUES:
+            del self.live[next(iter(self.live))]  # dicts keep insertion order: the oldest
+            self.forgotten += 1
+        return dialogue
 
-    def join(self) -> None:
-        """Give each dialogue's ends the local sockets that carry them."""
-        for view in self.kernel_views.values():
-            conn = view.connection
-            if view.joined or conn.sport == 0 or conn.dport == 0:
-                continue  # joined, a listener, or a connect whose port is not chosen yet
-            dialogue = self.live.get(connection_key(conn))
-            if dialogue is None or view.first_ns > dialogue.last_ns + JOIN_SLACK_NS:
-                continue
-            for end in dialogue.ends:
-                if (end.address, end.port) == (conn.saddr, conn.sport) and end.kernel is None:
-                    end.kernel = view
-                    view.joined = True
+    def on_output(self, output: Output) -> None:
+        if not isinstance(output, StepTaken):
+            return
+        conn = output.connection
+        if conn.sport == 0 or conn.dport == 0:
+            return  # a listener, or a connect whose port is not chosen yet: a later step
+        key = connection_key(conn)
+        dialogue = self.live.get(key)
+        if dialogue is None:
+            self._wait(key, conn)
+            return
+        for end in dialogue.ends:
+            if (end.address, end.port) == (conn.saddr, conn.sport) and end.kernel is None:
+                end.kernel = KernelView(conn)
+
+    def _wait(self, key: FlowKey, conn: Connection) -> None:
+        end_key = (key, conn.saddr, conn.sport)
+        self.waiting.pop(end_key, None)  # re-inserted last: the newest stays longest
+        self.waiting[end_key] = conn
+        if len(self.waiting) > MAX_KERNEL_VIEWS:
+            del self.waiting[next(iter(self.waiting))]
+            self.forgotten += 1
 
     def take_over(self, now_ns: int, settle_ns: int) -> list[Dialogue]:
         """Dialogues that are over (and quiet for ``settle_ns``, so that the last records of
         both streams are in), oldest first; they leave the tracker."""
-        self.join()
         done = self.retired
         self.retired = []
         for key, dialogue in list(self.live.items()):
             if dialogue.over(self.wait_for_time_wait) and now_ns - dialogue.last_ns >= settle_ns:
                 done.append(self.live.pop(key))
-        self._forget_stale_views(now_ns)
         return sorted(done, key=lambda d: d.start_ns)
 
     def take_all(self) -> list[Dialogue]:
         """Every dialogue left, as far as it got (trace is stopping)."""
-        self.join()
         done = self.retired + list(self.live.values())
         for dialogue in done:
             dialogue.stopped_early = dialogue.stopped_early or not dialogue.over(
@@ -250,12 +243,10 @@ class Tracker:
         self.live.clear()
         return sorted(done, key=lambda d: d.start_ns)
 
-    def _forget_stale_views(self, now_ns: int) -> None:
-        """Finished sockets leave (a joined one lives on in its dialogue); so do sockets whose
-        segments were never captured (another namespace, a listener)."""
-        for ident, view in list(self.kernel_views.items()):
-            if view.finished and (view.joined or now_ns - view.first_ns > 10 * JOIN_SLACK_NS):
-                del self.kernel_views[ident]
+
+def _first_ns(conn: Connection) -> int:
+    times = [step.at_ns for step in conn.steps if step.at_ns is not None]
+    return min(times, default=conn.start_ns)
 
 
 def _new_use(dialogue: Dialogue, syn: Segment) -> bool:

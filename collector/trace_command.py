@@ -33,6 +33,7 @@ from collector.probes import ProbeOptions, TcpProbe
 from collector.trace import TraceFilter, Tracer
 
 POLL_MS = 20
+FLUSH_EVERY_S = 0.1
 
 
 def _netns_path(value: str | None) -> Path | None:
@@ -208,12 +209,16 @@ def _follow(
     probe.open_stream(tracer.on_event_record)
     capture.open_stream(tracer.on_segment_record)
     click.echo("synfin trace: capturing TCP handshakes and teardowns (Ctrl-C to end)", err=True)
+    next_flush = 0.0
     while not stopping() and not tracer.done:
-        if deadline is not None and time.monotonic() >= deadline:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             break
         probe.poll(POLL_MS)
         capture.poll(POLL_MS)
-        tracer.flush(time.monotonic_ns())
+        if now >= next_flush:  # a look over every open connection: not on every poll
+            next_flush = now + FLUSH_EVERY_S
+            tracer.flush(time.monotonic_ns())
     probe.drain()
     capture.drain()
     if not tracer.done:
