@@ -36,6 +36,7 @@ from collector.segments import decode_segment
 from collector.trace import Tracer
 
 from .conftest import Recorder
+from .scenario_checks import connections_done, run_engine
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
@@ -85,10 +86,13 @@ def trace(
 ) -> list[Ladder]:
     recorder.reset((port,), family)
     capture.reset(port, family)
-    SCENARIOS[name].run(hosts, family, port)
-    deadline = time.monotonic() + 0.5
-    while time.monotonic() < deadline:  # let the last records of both streams in
-        recorder.probe.poll(20)
+    scenario = SCENARIOS[name]
+    scenario.run(hosts, family, port)
+    # Until the engine has both ends' whole documented paths (a TIME-WAIT kill is confirmed
+    # only at the next timer event on its CPU), then a moment for the segments.
+    recorder.wait_for(lambda events: connections_done(run_engine(events), scenario))
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
         capture.capture.poll(20)
     ladders: list[Ladder] = []
     tracer = Tracer(draw=ladders.append, wait_for_time_wait=False)
@@ -105,7 +109,8 @@ def normalised(text: str, hosts: HostPair, port: int) -> str:
     """The ladder with what differs from run to run replaced by fixed words.
 
     Whether the peer's FIN moving FIN-WAIT-2 on to TIME-WAIT is observed or inferred depends on
-    kernel timing (tests/test_scenarios.py pins when each may be inferred), so its mark goes.
+    kernel timing (tests/test_scenarios.py pins when each may be inferred), so its mark goes
+    (its column keeps its width).
     """
     for host in (hosts.client, hosts.server):
         for address in (host.ipv4, host.ipv6):
@@ -116,9 +121,10 @@ def normalised(text: str, hosts: HostPair, port: int) -> str:
     text = re.sub(r"^ *\+\d+\.\d{3} m?s", lambda _m: f"{'+T':>11}", text, flags=re.M)
     text = re.sub(r"\b\d+(\.\d+)?(ns|us|ms|s)\b", "DURATION", text)
     text = re.sub(r"\d{5,}", "N", text)
-    text = text.replace("TIME-WAIT~", "TIME-WAIT")
+    text = text.replace("TIME-WAIT~", "TIME-WAIT ")
     text = re.sub(r"\n  ~ inferred by synfin from other kernel events(; )?", "\n  ", text)
     text = text.replace("\n  \n", "\n")
+    text = re.sub(r" +$", "", text, flags=re.M)
     # Real numbers are centred under each arrow: their width varies with the numbers.
     return re.sub(r"│ +(seq=\w+(?: ack=\w+)?) +│", r"│ \1 │", text)
 
