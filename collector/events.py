@@ -8,6 +8,7 @@ formatted only when shown.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import socket
 import struct
@@ -81,6 +82,7 @@ def format_address(family: int, raw: bytes) -> str:
     return socket.inet_ntop(AF_INET6, raw)
 
 
+@functools.lru_cache(maxsize=65536)  # a view formats each connection's ends on every line
 def format_endpoint(family: int, raw: bytes, port: int) -> str:
     address = format_address(family, raw)
     return f"[{address}]:{port}" if family == AF_INET6 else f"{address}:{port}"
@@ -205,6 +207,20 @@ def from_record(record: dict[str, object]) -> Event:
     return Event(kind=kind, **fields)  # type: ignore[arg-type]
 
 
+# Building enum members is slow next to a dict lookup, and every record needs two.
+_KINDS = {int(kind): kind for kind in EventKind}
+_FACT_SETS: dict[int, Fact] = {}
+
+
+def _facts(value: int) -> Fact:
+    facts = _FACT_SETS.get(value)
+    if facts is None:
+        facts = Fact(value)
+        if len(_FACT_SETS) < 4096:  # combinations seen in practice number in the dozens
+            _FACT_SETS[value] = facts
+    return facts
+
+
 def decode(record: bytes | memoryview) -> Event:
     """Decode one ring-buffer record; raise DecodeError when it is not a synfin event."""
     if len(record) < EVENT_SIZE:
@@ -214,10 +230,9 @@ def decode(record: bytes | memoryview) -> Event:
         family, sport, dport, kind, flags, saddr, daddr, comm,
         oldstate, newstate, detail, syn_retrans, reason,
     ) = EVENT_LAYOUT.unpack_from(record)  # fmt: skip
-    try:
-        event_kind = EventKind(kind)
-    except ValueError:
-        raise DecodeError(f"unknown event kind {kind}") from None
+    event_kind = _KINDS.get(kind)
+    if event_kind is None:
+        raise DecodeError(f"unknown event kind {kind}")
     return Event(
         kind=event_kind,
         ts_ns=ts_ns,
@@ -229,7 +244,7 @@ def decode(record: bytes | memoryview) -> Event:
         pid=pid,
         owner_pid=owner_pid,
         netns=netns,
-        facts=Fact(facts),
+        facts=_facts(facts),
         family=family,
         sport=sport,
         dport=dport,
