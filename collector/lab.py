@@ -16,6 +16,7 @@ from collector.scenarios import SCENARIOS, Expected, Scenario
 from collector.storms import STORMS, Storm
 
 NAMES = sorted([*SCENARIOS, *STORMS])
+PORTS_PER_LAB = 1000  # runs take ports from --port on, reusing them after this many
 
 
 def describe_side(role: str, expected: Expected) -> str:
@@ -91,7 +92,7 @@ class Lab:
                 if stopping():
                     return
                 started = time.monotonic()
-                this_port = port + run % 1000
+                this_port = port + run % PORTS_PER_LAB
                 play(name, self.hosts, family, this_port)
                 run += 1
                 yield name, this_port

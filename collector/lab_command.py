@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 
 import click
 
-from collector import lab
+from collector import lab, ladder_text
 from collector.cli_support import reports_errors, stop_on_signals
 from collector.errors import SynfinError
+from collector.lab_trace import LabTracer
+from collector.ladder import Ladder
 
 
 def lab_epilog() -> str:
@@ -30,6 +33,13 @@ def lab_epilog() -> str:
 )
 @click.option("--loop", is_flag=True, help="Repeat the scenarios until Ctrl-C or SIGTERM.")
 @click.option(
+    "--trace",
+    "draw",
+    is_flag=True,
+    help="Draw each scenario's connections as the textbook ladder (as `synfin trace` does), "
+    "with the documented rules checked.",
+)
+@click.option(
     "--per-minute",
     type=click.FloatRange(min=0.1, max=600),
     default=30,
@@ -38,7 +48,7 @@ def lab_epilog() -> str:
 )
 @reports_errors
 def lab_command(
-    scenarios: tuple[str, ...], family: str, port: int, loop: bool, per_minute: float
+    scenarios: tuple[str, ...], family: str, port: int, loop: bool, draw: bool, per_minute: float
 ) -> None:
     """Play named TCP behaviours between two test hosts in network namespaces.
 
@@ -49,12 +59,30 @@ def lab_command(
     """
     if not scenarios:
         raise click.UsageError("name at least one scenario (see the list below --help)")
+    storms = sorted(set(scenarios) & set(lab.STORMS))
+    if draw and storms:
+        raise click.UsageError(
+            "--trace draws connections one by one: not for the load scenarios "
+            f"({', '.join(storms)})"
+        )
     if os.geteuid() != 0:
         raise SynfinError("creating network namespaces needs root", "run it with sudo")
-    with lab.Lab() as bench, stop_on_signals() as stopping:
+    with lab.Lab() as bench, stop_on_signals() as stopping, ExitStack() as tracing:
+        tracer = None
+        if draw:
+            ports = range(port, min(port + lab.PORTS_PER_LAB, 65536))
+            tracer = tracing.enter_context(LabTracer(bench.hosts, ports, _echo_ladder))
         for name, used in bench.runs(
             list(scenarios), lab.FAMILIES[family], port, loop, per_minute, stopping
         ):
             click.echo(f"synfin lab: {name} ({family}, port {used}) done; synfin should report:")
             for line in lab.expectations(name):
                 click.echo(f"  {line}")
+            if tracer is not None:
+                tracer.draw_pending()
+        if tracer is not None and tracer.lost:
+            click.echo(f"synfin lab: {tracer.lost} trace records lost", err=True)
+
+
+def _echo_ladder(ladder: Ladder) -> None:
+    click.echo(ladder_text.render(ladder, colour=True))

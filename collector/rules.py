@@ -235,7 +235,7 @@ def _time_wait_of(who: str, steps: list[Step]) -> Check:
     if not ended:
         detail = (
             f"the {who} is in TIME-WAIT; Linux holds it {two_msl} (2MSL) and trace stopped "
-            "first (--time-wait wait sees it end)"
+            "first (`synfin trace --time-wait wait` sees it end)"
         )
         return Check(TIME_WAIT_RULE, Verdict.NOT_SEEN, detail)
     lasted, how = ended[0].duration_ns, ended[0].how

@@ -80,6 +80,7 @@ ROWS = [
     Row("label-port-out-of-range", ["run", "--port-label", "70000"], "70000 is not in the range 1<=x<=65535", 2),
     Row("unknown-scenario", ["lab", "teardown-dance"], "'teardown-dance' is not one of", 2),
     Row("lab-without-scenario", ["lab"], "name at least one scenario", 2),
+    Row("lab-trace-with-a-storm", ["lab", "syn-flood", "--trace"], "--trace draws connections one by one: not for the load scenarios (syn-flood)", 2),
     Row("unknown-command", ["frobnicate"], "No such command 'frobnicate'", 2),
     Row("trace-svg-without-output", ["trace", "--format", "svg"], "--format svg writes a picture to a file: add -o FILE.svg", 2),
     Row("trace-unknown-netns", ["trace", "--netns", "nosuch-ns"], "network namespace nosuch-ns does not exist", 2),

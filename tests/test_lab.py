@@ -104,6 +104,24 @@ def test_lab_runs_a_scenario_and_cleans_up() -> None:
     assert namespaces_left() == []
 
 
+def test_lab_trace_draws_each_scenario_with_its_checks() -> None:
+    result = subprocess.run(
+        [SYNFIN, "lab", "server-closes", "refused", "--trace", "--port", "37350"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    normal, refused = out.split("synfin lab: refused", 1)
+    # The seeds' teardown, server first: FIN seq=u, ACK seq=v ack=u+1, FIN seq=w, last ACK.
+    for arrow in ("◀───────────────────────── FIN+ACK seq=u ───│  FIN-WAIT-1",
+                  "│─── ACK seq=v ack=u+1 ─────────────────────▶│  FIN-WAIT-2",
+                  "│─── ACK seq=x+1 ack=y+1 ───────────────────▶│  ESTABLISHED"):  # fmt: skip
+        assert arrow in normal, normal
+    assert "✓ four-way teardown: four segments (server first): FIN, ACK, FIN, ACK" in normal
+    assert "RST+ACK seq=0 ack=x+1" in refused and "✗ three-way handshake: refused" in refused
+    assert namespaces_left() == []
+
+
 def test_lab_loop_stops_on_sigterm_and_cleans_up() -> None:
     process = subprocess.Popen(
         [SYNFIN, "lab", "client-closes", "--loop", "--per-minute", "600", "--port", "37400"],

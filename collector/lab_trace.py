@@ -1,0 +1,82 @@
+"""``synfin lab --trace``: each scenario drawn as the textbook ladder right after it ran.
+
+The state probe sees every namespace; the segment capture runs in the lab's client namespace,
+so each segment is seen once, leaving or arriving. A scenario's connections are drawn once
+both streams have gone quiet; TIME-WAIT is not waited out (60 s), so the 2MSL check says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from collector.capture import CaptureOptions, SegmentCapture
+from collector.kernel import TIMEWAIT_CAPABILITY
+from collector.ladder import Ladder
+from collector.lifecycle import Engine
+from collector.netns import NETNS_DIR, HostPair
+from collector.probes import ProbeOptions, TcpProbe
+from collector.trace import Tracer
+
+QUIET_S = 0.4  # no record from either stream for this long: the scenario's segments are in
+LONGEST_S = 5.0
+
+
+class LabTracer:
+    """Both probes attached for the lab's ports; ``draw_pending`` after each scenario."""
+
+    def __init__(self, hosts: HostPair, ports: range, draw: Callable[[Ladder], None]) -> None:
+        self._probe = TcpProbe(ProbeOptions())
+        try:
+            options = CaptureOptions(netns=NETNS_DIR / hosts.client.namespace)
+            self._capture = SegmentCapture(options)
+        except BaseException:
+            self._probe.close()
+            raise
+        self._records = 0
+        self.tracer = Tracer(draw=draw, engine=Engine(), wait_for_time_wait=False)
+        features = self._probe.features
+        self.tracer.engine.reset_reasons = dict(features.reset_reasons)
+        self.tracer.engine.sees_timewait = features.available(TIMEWAIT_CAPABILITY)
+        for probe in (self._probe, self._capture):
+            probe.set_filter(ports)
+        self._probe.open_stream(self._counted(self.tracer.on_event_record))
+        self._capture.open_stream(self._counted(self.tracer.on_segment_record))
+
+    def _counted(self, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def counting(record: bytes) -> None:
+            self._records += 1
+            handler(record)
+
+        return counting
+
+    def draw_pending(self) -> None:
+        """Wait for the last records of the scenario just played, then draw its connections."""
+        deadline = time.monotonic() + LONGEST_S
+        quiet_since, seen = time.monotonic(), self._records
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_S:
+            self._probe.poll(20)
+            self._capture.poll(20)
+            if self._records != seen:
+                quiet_since, seen = time.monotonic(), self._records
+        self.tracer.finish()
+
+    @property
+    def lost(self) -> int:
+        return self._probe.stream_stats().lost + self._capture.stats().lost
+
+    def close(self) -> None:
+        self._capture.close()
+        self._probe.close()
+
+    def __enter__(self) -> LabTracer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
