@@ -190,8 +190,7 @@ def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: fl
     reconciler = Reconciler(view.engine, scope) if reconcile_every else None
 
     def attached(probe: TcpProbe) -> None:
-        view.engine.reset_reasons = dict(probe.features.reset_reasons)
-        view.engine.sees_timewait = probe.features.available(TIMEWAIT_CAPABILITY)
+        probe.configure(view.engine)
         view.header()
         if reconciler is not None:
             reconciler.seed()

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import TracebackType
 
 from collector.capture import CaptureOptions, SegmentCapture
-from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.ladder import Ladder
 from collector.lifecycle import Engine
 from collector.netns import NETNS_DIR, HostPair
@@ -34,22 +33,17 @@ class LabTracer:
         except BaseException:
             self._probe.close()
             raise
-        self._records = 0
         self.tracer = Tracer(draw=draw, engine=Engine(), wait_for_time_wait=False)
-        features = self._probe.features
-        self.tracer.engine.reset_reasons = dict(features.reset_reasons)
-        self.tracer.engine.sees_timewait = features.available(TIMEWAIT_CAPABILITY)
+        self._probe.configure(self.tracer.engine)
         for probe in (self._probe, self._capture):
             probe.set_filter(ports)
-        self._probe.open_stream(self._counted(self.tracer.on_event_record))
-        self._capture.open_stream(self._counted(self.tracer.on_segment_record))
+        self._probe.open_stream(self.tracer.on_event_record)
+        self._capture.open_stream(self.tracer.on_segment_record)
 
-    def _counted(self, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        def counting(record: bytes) -> None:
-            self._records += 1
-            handler(record)
-
-        return counting
+    @property
+    def _records(self) -> int:
+        counted = self.tracer.counters
+        return counted.events + counted.segments + counted.undecodable
 
     def draw_pending(self) -> None:
         """Wait for the last records of the scenario just played, then draw its connections."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collector import kernel, privileges, tracefs
 from collector.classify import facts_the_rules_read
@@ -29,6 +29,9 @@ from collector.events import (
     STAT_TIMEWAIT_UNTRACKED,
 )
 from collector.memory import release_compiler_memory
+
+if TYPE_CHECKING:
+    from collector.lifecycle import Engine
 
 PROBES_DIR = Path(
     os.environ.get("SYNFIN_PROBES_DIR", Path(__file__).resolve().parent.parent / "probes")
@@ -250,6 +253,12 @@ class TcpProbe(LoadedProbe):
         self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
         super().__init__()
         self._bpf = load(self.source, self.options.cflags(self.features))
+
+    def configure(self, engine: Engine) -> None:
+        """Tell the lifecycle engine what this kernel shows: the names of its reset reasons,
+        and whether timewait sockets are visible at all."""
+        engine.reset_reasons = dict(self.features.reset_reasons)
+        engine.sees_timewait = self.features.available(kernel.TIMEWAIT_CAPABILITY)
 
     def open_stream(self, handler: RecordHandler) -> None:
         if not self.options.streams(self.features):

@@ -24,7 +24,6 @@ from collector.cli_support import (
     tracefs_option,
 )
 from collector.errors import SynfinError
-from collector.kernel import TIMEWAIT_CAPABILITY
 from collector.ladder import Ladder
 from collector.lifecycle import Engine
 from collector.netns import NETNS_DIR
@@ -204,8 +203,7 @@ def _follow(
 ) -> None:
     probe.set_filter(ports, family)
     capture.set_filter(ports, family)
-    tracer.engine.reset_reasons = dict(probe.features.reset_reasons)
-    tracer.engine.sees_timewait = probe.features.available(TIMEWAIT_CAPABILITY)
+    probe.configure(tracer.engine)
     probe.open_stream(tracer.on_event_record)
     capture.open_stream(tracer.on_segment_record)
     click.echo("synfin trace: capturing TCP handshakes and teardowns (Ctrl-C to end)", err=True)
