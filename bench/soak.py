@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from observer import memory_mb  # noqa: E402
 
-from collector.lab import Lab  # noqa: E402
-from collector.netns import entered  # noqa: E402
-from collector.scenarios import SCENARIOS  # noqa: E402
-from collector.snapshot import namespaces, take  # noqa: E402
-from collector.storms import STORMS  # noqa: E402
+from synfin.kernel.namespaces import entered  # noqa: E402
+from synfin.kernel.sock_diag import namespaces, take  # noqa: E402
+from synfin.lab.runner import Lab  # noqa: E402
+from synfin.lab.scenarios import SCENARIOS  # noqa: E402
+from synfin.lab.storms import STORMS  # noqa: E402
 
 PORT = 19979
 

@@ -1,5 +1,5 @@
 // The records synfin's probe writes to its ring buffer, and the constants shared with
-// collector/events.py, which decodes them. Change both together: tests/test_events.py pins
+// collector/records/events.py, which decodes them. Change both together: tests/test_events.py pins
 // the Python side and the integration tests check the kernel's records against it.
 #ifndef SYNFIN_EVENTS_H
 #define SYNFIN_EVENTS_H
@@ -42,7 +42,7 @@ enum synfin_event_kind {
 #define EVENT_FLAG_TIMEWAIT 0x4         // about a timewait socket (seen through its timer)
 
 // What the kernel showed happening to one socket, accumulated while it lives. The probe only
-// records observations; collector/lifecycle.py decides what they mean.
+// records observations; collector/engine/lifecycle.py decides what they mean.
 #define FACT_ACTIVE_OPEN (1u << 0)        // CLOSE -> SYN_SENT (connect)
 #define FACT_PASSIVE_OPEN (1u << 1)       // LISTEN -> SYN_RECV (child of a listener)
 #define FACT_SIMULTANEOUS_OPEN (1u << 2)  // SYN_SENT -> SYN_RECV
@@ -98,7 +98,7 @@ struct synfin_event {
     u16 reserved;
 };
 
-// -- metrics: read at scrape time by collector/metrics.py -----------------------------------
+// -- metrics: read at scrape time by collector/exporter/kernel_metrics.py -----------------------------------
 
 // log2 histograms of microseconds: slot 0 counts under 1 us, slot b >= 1 counts
 // [2^(b-1), 2^b) us, and the last slot everything above (2^26 us, 67 s).
@@ -143,7 +143,7 @@ enum open_kind {
 struct open_key {
     u16 kind;
     u16 family;
-    u16 port;  // the labelled port (collector/probes.py allow-list), 0 for "other"
+    u16 port;  // the labelled port (collector/kernel/loader.py allow-list), 0 for "other"
     u16 reserved;
 };
 

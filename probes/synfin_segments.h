@@ -1,5 +1,5 @@
 // The record probes/tcp_segments.c writes for each captured TCP segment, decoded by
-// collector/segments.py. Change both together: tests/test_segments.py pins the layout.
+// collector/records/segments.py. Change both together: tests/test_segments.py pins the layout.
 #ifndef SYNFIN_SEGMENTS_H
 #define SYNFIN_SEGMENTS_H
 

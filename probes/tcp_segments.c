@@ -11,7 +11,7 @@
 // segment from the other end whose ack covers it: the third ACK of the handshake, the ACKs of
 // the teardown). With ALL_SEGMENTS=1 every segment of the filtered ports is kept.
 //
-// collector/capture.py sets RINGBUF_PAGES, MAX_AWAITED and ALL_SEGMENTS.
+// collector/kernel/segment_probe.py sets RINGBUF_PAGES, MAX_AWAITED and ALL_SEGMENTS.
 
 #include "synfin_segments.h"
 

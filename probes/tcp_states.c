@@ -3,18 +3,18 @@
 // Counters live here, in per-CPU maps read at scrape time, so they stay exact whatever the
 // event rate. Per-event records go to a ring buffer for the live views; a record that cannot be
 // reserved is counted, never silently dropped. The probe records what it observes about each
-// socket (FACT_* in synfin_events.h); collector/lifecycle.py decides what that means.
+// socket (FACT_* in synfin_events.h); collector/engine/lifecycle.py decides what that means.
 //
 // Tracepoint arguments are read as bcc lays them out from tracefs. A struct field is read only
 // at an offset taken from the running kernel's BTF and passed in as a -D constant: the headers
-// bcc compiles against may belong to another kernel version. collector/probes.py sets:
+// bcc compiles against may belong to another kernel version. collector/kernel/loader.py sets:
 //   RINGBUF_PAGES, MAX_SOCKETS, MAX_HALF_OPEN, MAX_LISTENERS   sizes
 //   TRACK_CONTEXT     1: tell process context from softirq (irq:softirq_entry/exit)
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
 //   READ_SHUTDOWN     1: SK_SHUTDOWN_OFF/_SHIFT/_BITS tell shutdown(SHUT_WR) from close()
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
 //   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
-//   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel.py)
+//   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)
 //   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
 //                        RETRANSMIT_HAS_STATE; READ_SKB_NETNS for socketless resets
 //
@@ -699,7 +699,7 @@ static __always_inline void note_child(u64 skaddr) {}
 #if OBSERVE_RESETS
 // -- resets and retransmits ---------------------------------------------------------------
 //
-// Resets and SYN retransmissions, folded into the socket's facts and streamed. Layout switches, set by collector/probes.py from the tracepoints' formats:
+// Resets and SYN retransmissions, folded into the socket's facts and streamed. Layout switches, set by collector/kernel/loader.py from the tracepoints' formats:
 //   RESET_HAS_STATE      tcp_send_reset has `state` (5.0+)
 //   RESET_HAS_REASON     tcp_send_reset has `reason` (6.10+)
 //   RESET_SOCKADDR       tcp_send_reset has sockaddr-form saddr/daddr and fires without a

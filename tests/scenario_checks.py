@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collector.events import Event
-from collector.lifecycle import Connection, Engine
-from collector.scenarios import Expected, Scenario
+from synfin.engine.lifecycle import Connection, Engine
+from synfin.lab.scenarios import Expected, Scenario
+from synfin.records.events import Event
 
 # /proc/net/snmp Tcp counter -> SnmpCounts attribute
 COMPARED_COUNTERS = {

@@ -1,0 +1,1 @@
+"""`synfin run`: Prometheus collectors over the kernel maps, the web server, the daemon."""

@@ -1,0 +1,154 @@
+"""``synfin run``: the exporter daemon.
+
+Attach the probe (counters only, no per-event stream), serve its counters as Prometheus
+metrics, drop the capabilities serving does not need, and on SIGTERM/SIGINT detach and exit.
+Every metric is read from kernel maps at scrape time, so nothing depends on Python keeping up
+with the connection rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from synfin.exporter import web
+from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
+from synfin.exporter.kernel_metrics import KernelCollector, Labelling
+from synfin.kernel import counters, privileges
+from synfin.kernel.loader import ProbeOptions, TcpProbe, import_bcc
+
+log = logging.getLogger("synfin")
+
+DEFAULT_LISTEN = "0.0.0.0:9977"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    listen_address: str = DEFAULT_LISTEN
+    web_config_file: Path | None = None
+    port_labels: tuple[int, ...] = ()
+    port_label_listening: bool = False
+    max_sockets: int = 65536
+    ground_truth: str = "all"
+    ground_truth_interval: float = 15.0
+    tracefs_root: Path | None = None
+    drop_privileges: bool = True
+
+    @property
+    def labelling(self) -> Labelling:
+        return Labelling(ports=bool(self.port_labels or self.port_label_listening))
+
+
+class Collector(Protocol):
+    def collect(self) -> Iterator[Metric]: ...
+
+
+class SynfinCollector:
+    """Runs each part's collection, timing it; a failing part costs only its own metrics."""
+
+    def __init__(self, parts: dict[str, Collector], probe: TcpProbe) -> None:
+        self.parts = parts
+        self.probe = probe
+        bcc = import_bcc()
+        self.build = [version("synfin"), platform.release(), getattr(bcc, "__version__", "unknown")]
+
+    def collect(self) -> Iterator[Metric]:
+        duration = GaugeMetricFamily(
+            "synfin_scrape_collector_duration_seconds",
+            "How long each collector took.",
+            labels=["collector"],
+        )
+        success = GaugeMetricFamily(
+            "synfin_scrape_collector_success", "1 if the collector worked.", labels=["collector"]
+        )
+        for name, part in self.parts.items():
+            started = time.monotonic()
+            try:
+                metrics = list(part.collect())
+                ok = 1
+            except Exception:  # one broken collector must not take the scrape down
+                log.exception("collector %s failed", name)
+                metrics, ok = [], 0
+            yield from metrics
+            duration.add_metric([name], time.monotonic() - started)
+            success.add_metric([name], ok)
+        yield from (duration, success)
+        attached = GaugeMetricFamily(
+            "synfin_probe_attached", "1 while the hook is attached.", labels=["tracepoint"]
+        )
+        for hook, is_attached in self.probe.attached().items():
+            attached.add_metric([hook], int(is_attached))
+        yield attached
+        build = GaugeMetricFamily(
+            "synfin_build_info",
+            "synfin's version, the kernel and bcc.",
+            labels=["version", "kernel", "bcc"],
+        )
+        build.add_metric(self.build, 1)
+        yield build
+
+
+class Daemon:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.web_config = (
+            web.load_web_config(config.web_config_file)
+            if config.web_config_file
+            else web.WebConfig()
+        )
+        web.parse_listen_address(config.listen_address)
+        self.probe: TcpProbe | None = None
+        self.sampler = Sampler(config.ground_truth, config.ground_truth_interval)
+        self.server: web.WSGIServer | None = None
+
+    def attach(self) -> TcpProbe:
+        options = ProbeOptions(
+            max_sockets=self.config.max_sockets,
+            tracefs_root=self.config.tracefs_root,
+            stream_events=False,
+        )
+        self.probe = TcpProbe(options)
+        self.probe.set_labels(self.config.port_labels, self.config.port_label_listening)
+        return self.probe
+
+    def start(self) -> None:
+        probe = self.attach()
+        registry = CollectorRegistry(auto_describe=False)
+        parts: dict[str, Collector] = {
+            "kernel": KernelCollector(lambda: counters.read(probe), self.config.labelling),
+            "groundtruth": GroundTruthCollector(self.sampler),
+        }
+        registry.register(SynfinCollector(parts, probe))
+        self.server, _ = web.serve(
+            make_wsgi_app(registry), self.config.listen_address, self.web_config
+        )
+        self.sampler.start()
+        if self.config.drop_privileges:
+            privileges.keep_only(privileges.needed(self.config.ground_truth))
+        scheme = "https" if self.web_config.tls else "http"
+        log.info(
+            "synfin run: serving %s://%s/metrics (basic auth %s); %d hooks attached; "
+            "capabilities: %s",
+            scheme,
+            self.config.listen_address,
+            "on" if self.web_config.users else "off",
+            sum(probe.attached().values()),
+            privileges.describe(privileges.effective()),
+        )
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.probe is not None:
+            self.probe.close()

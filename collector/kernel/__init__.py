@@ -1,0 +1,1 @@
+"""Everything that touches the running kernel: bcc, BTF, tracefs, /proc and /sys."""

@@ -1,0 +1,276 @@
+"""What the running kernel lets synfin observe, as -D flags for the probe.
+
+Each capability needs some of: a tracepoint with certain fields (tracefs), a struct member's
+offset (BTF), a function's address (kallsyms). Where one is missing the capability is off, the
+probe compiles without it, and ``synfin doctor`` says what is inferred instead and why.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synfin.errors import SynfinError
+from synfin.kernel import tracefs
+from synfin.kernel.btf import BTF, VMLINUX, BTFError
+
+KALLSYMS = Path("/proc/kallsyms")
+TIMEWAIT_CAPABILITY = "timewait and request timers"
+STREAM_CAPABILITY = "event stream"
+
+# BPF features synfin's probe uses that arrived after the state tracepoint (4.16).
+RING_BUFFER = (5, 8)
+RAW_TRACEPOINTS = (4, 17)
+CGROUP_ID = (4, 18)
+PROBE_READ_KERNEL = (5, 5)
+
+TIMER_TRACEPOINTS = (
+    tracefs.Tracepoint("timer", "timer_start", ("timer", "function"), "2.6.30"),
+    tracefs.Tracepoint("timer", "timer_expire_entry", ("timer", "function"), "2.6.30"),
+    tracefs.Tracepoint("timer", "timer_cancel", ("timer",), "2.6.30"),
+)
+RESET_SENT = tracefs.Tracepoint("tcp", "tcp_send_reset", ("skaddr",), "4.15")
+RETRANSMIT = tracefs.Tracepoint("tcp", "tcp_retransmit_skb", ("skaddr",), "4.15")
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    available: bool
+    observes: str  # what it lets synfin observe
+    fallback: str  # what synfin does without it
+    reason: str = ""  # why it is unavailable
+
+
+@dataclass
+class KernelFeatures:
+    defines: dict[str, int] = field(default_factory=dict)
+    capabilities: list[Capability] = field(default_factory=list)
+    # enum sk_rst_reason as lower snake_case names ("tcp_abort_on_close"), where BTF has it.
+    reset_reasons: dict[int, str] = field(default_factory=dict)
+
+    def available(self, name: str) -> bool:
+        return any(c.name == name and c.available for c in self.capabilities)
+
+    def cflags(self) -> list[str]:
+        # Kernel addresses do not fit a signed 64-bit literal: spell them as unsigned hex.
+        return [
+            f"-D{name}={value:#x}ULL" if value > 0x7FFFFFFF else f"-D{name}={value}"
+            for name, value in sorted(self.defines.items())
+        ]
+
+
+def _version(release: str) -> tuple[int, int]:
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def read_kallsyms(names: set[str], path: Path = KALLSYMS) -> dict[str, int]:
+    """Addresses of the named text symbols; a zero address (kptr_restrict) counts as absent."""
+    found: dict[str, int] = {}
+    try:
+        with path.open() as lines:
+            for line in lines:
+                address, _kind, name = line.split()[:3]
+                if name in names and int(address, 16):
+                    found.setdefault(name, int(address, 16))
+    except OSError:
+        return {}
+    return found
+
+
+class _Detector:
+    def __init__(
+        self, root: Path | None, btf: BTF | None, btf_problem: str, symbols: dict[str, int]
+    ) -> None:
+        self.root, self.btf, self.btf_problem, self.symbols = root, btf, btf_problem, symbols
+        self.features = KernelFeatures()
+        self.version = (99, 0)
+
+    def offsets(self, **paths: str) -> dict[str, int]:
+        """BTF byte offsets by macro name; raises SynfinError naming what is missing."""
+        if self.btf is None:
+            raise SynfinError(self.btf_problem)
+        return {name: self.btf.offset(path) for name, path in paths.items()}
+
+    def fields(self, tracepoint: tracefs.Tracepoint) -> dict[str, tracefs.Field]:
+        if self.root is None:
+            raise SynfinError("tracefs is not mounted")
+        return tracefs.check_tracepoint(self.root, tracepoint)
+
+    def capability(
+        self,
+        name: str,
+        switch: str,
+        observes: str,
+        fallback: str,
+        probe: Callable[[], dict[str, int]],
+    ) -> None:
+        try:
+            defines = probe()
+        except SynfinError as error:
+            self.features.defines[switch] = 0
+            self.features.capabilities.append(
+                Capability(name, False, observes, fallback, error.problem)
+            )
+            return
+        self.features.defines.update(defines)
+        self.features.defines[switch] = 1
+        self.features.capabilities.append(Capability(name, True, observes, fallback))
+
+
+def _shutdown_layout(btf: BTF | None, problem: str) -> dict[str, int]:
+    if btf is None:
+        raise SynfinError(problem)
+    member = btf.member("sock.sk_shutdown")
+    return {
+        "SK_SHUTDOWN_OFF": member.bit_offset // 8,
+        "SK_SHUTDOWN_SHIFT": member.bit_offset % 8,
+        "SK_SHUTDOWN_BITS": member.bitfield_size or 8,
+    }
+
+
+def _timer_layout(d: _Detector) -> dict[str, int]:
+    _needs(d.version, RAW_TRACEPOINTS, "raw tracepoints")
+    for tracepoint in TIMER_TRACEPOINTS:
+        d.fields(tracepoint)
+    missing = {"tw_timer_handler", "reqsk_timer_handler"} - set(d.symbols)
+    if missing:
+        raise SynfinError(f"{', '.join(sorted(missing))} not in /proc/kallsyms (kptr_restrict?)")
+    return {
+        "TW_TIMER_FN": d.symbols["tw_timer_handler"],
+        "REQSK_TIMER_FN": d.symbols["reqsk_timer_handler"],
+        **d.offsets(
+            TIMER_FUNCTION_OFF="timer_list.function",
+            TW_TIMER_OFF="inet_timewait_sock.tw_timer",
+            TW_SUBSTATE_OFF="inet_timewait_sock.tw_substate",
+            RSK_TIMER_OFF="request_sock.rsk_timer",
+        ),
+    }
+
+
+def _needs(version: tuple[int, int], needed: tuple[int, int], what: str) -> dict[str, int]:
+    if version < needed:
+        raise SynfinError(f"{what}: needs Linux >= {needed[0]}.{needed[1]}")
+    return {}
+
+
+def _context_layout(d: _Detector) -> dict[str, int]:
+    _needs(d.version, RAW_TRACEPOINTS, "raw tracepoints")
+    for tracepoint in tracefs.CONTEXT_TRACEPOINTS:
+        d.fields(tracepoint)
+    return {}
+
+
+def _skb_netns_layout(d: _Detector) -> dict[str, int]:
+    if not d.features.available("network namespace"):
+        raise SynfinError("needs the network namespace capability")
+    return d.offsets(SKB_DEV_OFF="sk_buff.dev", DEV_NET_OFF="net_device.nd_net")
+
+
+def _reset_layout(d: _Detector, release: str) -> dict[str, int]:
+    sent = d.fields(RESET_SENT)
+    retransmit = d.fields(RETRANSMIT)
+    sockaddr = "saddr" in sent and sent["saddr"].size == 28
+    defines = {
+        "RESET_HAS_STATE": int("state" in sent),
+        "RESET_HAS_REASON": int("reason" in sent),
+        "RESET_SOCKADDR": int(sockaddr),
+        "RETRANSMIT_HAS_STATE": int("state" in retransmit),
+        "RETRANSMIT_HAS_ERR": int("err" in retransmit),
+    }
+    if "reason" in sent and not _headers_have("include/net/rstreason.h", release):
+        defines["DECLARE_SK_RST_REASON"] = 1
+    return defines
+
+
+def _headers_have(relative: str, release: str) -> bool:
+    tree = Path("/lib/modules") / release
+    return any((tree / part / relative).exists() for part in ("build", "source"))
+
+
+def detect(
+    tracefs_root: Path | None = None,
+    btf_path: Path | None = None,
+    kallsyms: Path = KALLSYMS,
+    release: str | None = None,
+) -> KernelFeatures:
+    """Probe this kernel once: which capabilities are available, and the -D flags for them."""
+    release = release or platform.release()
+    try:
+        root: Path | None = tracefs.find_tracefs(tracefs_root)
+    except tracefs.TracefsError:
+        root = None
+    try:
+        btf, btf_problem = BTF.from_file(btf_path or VMLINUX), ""
+    except BTFError as error:
+        btf, btf_problem = None, error.problem
+    d = _Detector(
+        root, btf, btf_problem, read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, kallsyms)
+    )
+    d.version = _version(release)
+    d.features.defines["HAVE_CGROUP_ID"] = int(d.version >= CGROUP_ID)
+    d.features.defines["HAVE_PROBE_READ_KERNEL"] = int(d.version >= PROBE_READ_KERNEL)
+
+    d.capability(
+        STREAM_CAPABILITY,
+        "HAVE_RING_BUFFER",
+        "per-event records for `synfin watch`, `record` and the live views",
+        "only counters (`synfin run`); watch and record refuse to start",
+        lambda: _needs(d.version, RING_BUFFER, "the BPF ring buffer"),
+    )
+    d.capability(
+        "process context",
+        "TRACK_CONTEXT",
+        "which transitions ran in a process's own context (PID shown only there)",
+        "no PID is shown for any transition",
+        lambda: _context_layout(d),
+    )
+    d.capability(
+        "network namespace",
+        "READ_NETNS",
+        "each socket's network namespace",
+        "sockets are not told apart by namespace",
+        lambda: d.offsets(SKC_NET_OFF="sock_common.skc_net", NET_INUM_OFF="net.ns.inum"),
+    )
+    d.capability(
+        "half-close",
+        "READ_SHUTDOWN",
+        "shutdown(SHUT_WR) told apart from close()",
+        "a half-close is classified as an ordinary active close",
+        lambda: _shutdown_layout(btf, btf_problem),
+    )
+    d.capability(
+        TIMEWAIT_CAPABILITY,
+        "OBSERVE_TIMERS",
+        "the timewait socket's start and end (2MSL expiry or kill), and the SYN's arrival "
+        "at a listener (start of SYN-RCVD)",
+        "TIME-WAIT's end and SYN-RCVD's start are not observed; the snapshot reconciler "
+        "reports timewait sockets",
+        lambda: _timer_layout(d),
+    )
+    d.capability(
+        "resets",
+        "OBSERVE_RESETS",
+        "resets sent and received, with state and the kernel's reason where given",
+        "resets are not classified",
+        lambda: _reset_layout(d, release),
+    )
+    d.capability(
+        "reset namespace",
+        "READ_SKB_NETNS",
+        "the namespace of a reset sent without a socket (a SYN to a closed port)",
+        "such resets have no namespace",
+        lambda: _skb_netns_layout(d),
+    )
+    if btf is not None:
+        d.features.reset_reasons = {
+            value: name.removeprefix("SK_RST_REASON_").lower()
+            for value, name in btf.enum_values("sk_rst_reason").items()
+        }
+    return d.features

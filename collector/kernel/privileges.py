@@ -1,0 +1,96 @@
+"""Dropping the capabilities the serving process no longer needs.
+
+Loading and attaching BPF programs needs much (CAP_BPF, CAP_PERFMON, often CAP_SYS_ADMIN);
+reading their maps afterwards needs only CAP_BPF, because Debian and most distributions
+disable unprivileged bpf() entirely (kernel.unprivileged_bpf_disabled). Entering other network
+namespaces for the ground truth needs CAP_SYS_ADMIN, and opening other users' processes'
+namespace files CAP_SYS_PTRACE. Everything else goes, from the effective, permitted,
+inheritable, ambient and bounding sets, and no_new_privs is set.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+from synfin.errors import SynfinError
+
+CAP_SYS_PTRACE = 19
+CAP_SYS_ADMIN = 21
+CAP_BPF = 39
+CAP_NAMES = {CAP_SYS_PTRACE: "CAP_SYS_PTRACE", CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_BPF: "CAP_BPF"}
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def needed(ground_truth: str) -> set[int]:
+    """What the serving process keeps, for a ground-truth scope ("all", "host" or "off")."""
+    return {CAP_BPF, CAP_SYS_ADMIN, CAP_SYS_PTRACE} if ground_truth == "all" else {CAP_BPF}
+
+
+def _prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise SynfinError(f"prctl({option}, {arg}): {os.strerror(error)}", "run synfin as root")
+
+
+def keep_only(keep: set[int]) -> None:
+    """Drop every capability not in ``keep``, for good."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        if cap not in keep:
+            _prctl(PR_CAPBSET_DROP, cap)  # needs CAP_SETPCAP: before it goes below
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    mask = sum(1 << cap for cap in keep)
+    data = (_Data * 2)()
+    for word in range(2):
+        bits = (mask >> (32 * word)) & 0xFFFFFFFF
+        data[word].effective = data[word].permitted = bits
+        data[word].inheritable = 0
+    if _libc.capset(ctypes.byref(_Header(LINUX_CAPABILITY_VERSION_3, 0)), data) != 0:
+        error = ctypes.get_errno()
+        raise SynfinError(f"capset: {os.strerror(error)}", "run synfin as root")
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+CAP_PERFMON = 38
+
+
+def can_load_bpf() -> bool:
+    """CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON: what loading tracing programs needs.
+
+    Judged by capabilities, not the uid: root without them cannot load either."""
+    caps = effective()
+    return bool(caps >> CAP_SYS_ADMIN & 1) or bool(caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1)
+
+
+def effective() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def describe(mask: int) -> str:
+    names = [CAP_NAMES.get(cap, f"cap_{cap}") for cap in range(64) if mask >> cap & 1]
+    return ", ".join(names) or "none"

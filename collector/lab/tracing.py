@@ -1,0 +1,76 @@
+"""``synfin lab --trace``: each scenario drawn as the textbook ladder right after it ran.
+
+The state probe sees every namespace; the segment capture runs in the lab's client namespace,
+so each segment is seen once, leaving or arriving. A scenario's connections are drawn once
+both streams have gone quiet; TIME-WAIT is not waited out (60 s), so the 2MSL check says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from synfin.engine.lifecycle import Engine
+from synfin.kernel.loader import ProbeOptions, TcpProbe
+from synfin.kernel.namespaces import NETNS_DIR, HostPair
+from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
+from synfin.ladder.layout import Ladder
+from synfin.ladder.tracer import Tracer
+
+QUIET_S = 0.4  # no record from either stream for this long: the scenario's segments are in
+LONGEST_S = 5.0
+
+
+class LabTracer:
+    """Both probes attached for the lab's ports; ``draw_pending`` after each scenario."""
+
+    def __init__(self, hosts: HostPair, ports: range, draw: Callable[[Ladder], None]) -> None:
+        self._probe = TcpProbe(ProbeOptions())
+        try:
+            options = CaptureOptions(netns=NETNS_DIR / hosts.client.namespace)
+            self._capture = SegmentCapture(options)
+        except BaseException:
+            self._probe.close()
+            raise
+        self.tracer = Tracer(draw=draw, engine=Engine(), wait_for_time_wait=False)
+        self._probe.configure(self.tracer.engine)
+        for probe in (self._probe, self._capture):
+            probe.set_filter(ports)
+        self._probe.open_stream(self.tracer.on_event_record)
+        self._capture.open_stream(self.tracer.on_segment_record)
+
+    @property
+    def _records(self) -> int:
+        counted = self.tracer.counters
+        return counted.events + counted.segments + counted.undecodable
+
+    def draw_pending(self) -> None:
+        """Wait for the last records of the scenario just played, then draw its connections."""
+        deadline = time.monotonic() + LONGEST_S
+        quiet_since, seen = time.monotonic(), self._records
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_S:
+            self._probe.poll(20)
+            self._capture.poll(20)
+            if self._records != seen:
+                quiet_since, seen = time.monotonic(), self._records
+        self.tracer.finish()
+
+    @property
+    def lost(self) -> int:
+        return self._probe.stream_stats().lost + self._capture.stats().lost
+
+    def close(self) -> None:
+        self._capture.close()
+        self._probe.close()
+
+    def __enter__(self) -> LabTracer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Bytes and typed records: what the probes write, decoded; recordings on disk."""

@@ -1,0 +1,278 @@
+"""Decoding of the records synfin's probe writes (``probes/synfin_events.h``).
+
+One layout serves every kind of record and both IP families: addresses are 16 bytes, IPv4 as
+v4-mapped IPv6. Decoding is one ``struct.unpack_from`` per record; addresses and names are
+formatted only when shown.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import ipaddress
+import socket
+import struct
+from dataclasses import asdict, dataclass
+
+from synfin.engine.states import State, documented
+
+AF_INET = socket.AF_INET
+AF_INET6 = socket.AF_INET6
+
+
+class EventKind(enum.IntEnum):
+    STATE_CHANGE = 1  # a full socket (or a tracked timewait socket) changed state
+    SOCKET_END = 2  # the full socket was destroyed: its facts are final
+    TIMEWAIT_END = 3  # the timewait socket is gone (timer expired, or killed)
+    RESET_SENT = 4
+    RESET_RECEIVED = 5
+
+
+class Fact(enum.IntFlag):
+    """What the kernel showed happening to one socket (FACT_* in synfin_events.h)."""
+
+    ACTIVE_OPEN = 1 << 0
+    PASSIVE_OPEN = 1 << 1
+    SIMULTANEOUS_OPEN = 1 << 2
+    ESTABLISHED = 1 << 3
+    LOCAL_FIN_FIRST = 1 << 4
+    REMOTE_FIN_FIRST = 1 << 5
+    CLOSING = 1 << 6
+    HALF_CLOSE = 1 << 7
+    RESET_RECEIVED = 1 << 8
+    RESET_SENT = 1 << 9
+    RESET_SENT_BY_PROCESS = 1 << 10
+    CLOSED_BY_PROCESS = 1 << 11
+    TIMEWAIT = 1 << 12
+    SYN_OBSERVED = 1 << 13
+    PREEXISTING = 1 << 14
+    SYN_RETRANSMITTED = 1 << 15
+    CLOSED = 1 << 16
+    LISTENED = 1 << 17
+
+
+FLAG_PROCESS_CONTEXT = 0x1
+FLAG_TIMER_EXPIRED = 0x2
+FLAG_TIMEWAIT = 0x4
+
+# struct synfin_event, field by field (little-endian, natural alignment, no implicit padding).
+EVENT_LAYOUT = struct.Struct("<QQQQQQIIIIHHHBB16s16s16sBBBBH2x")
+EVENT_SIZE = EVENT_LAYOUT.size
+KIND_OFFSET = 70
+
+# Index of each counter in the probe's `stats` map (enum synfin_stat).
+STAT_EVENTS_SENT = 0
+STAT_EVENTS_LOST = 1
+STAT_SOCKETS_TRACKED = 2
+STAT_SOCKETS_EVICTED = 3
+STAT_TIMEWAIT_UNTRACKED = 4
+
+
+class DecodeError(ValueError):
+    """A record that does not have the layout of struct synfin_event."""
+
+
+def family_name(family: int) -> str:
+    return {AF_INET: "ipv4", AF_INET6: "ipv6"}.get(family, f"unknown:{family}")
+
+
+def format_address(family: int, raw: bytes) -> str:
+    if family == AF_INET:
+        return socket.inet_ntop(AF_INET, raw[12:16])
+    return socket.inet_ntop(AF_INET6, raw)
+
+
+@functools.lru_cache(maxsize=65536)  # a view formats each connection's ends on every line
+def format_endpoint(family: int, raw: bytes, port: int) -> str:
+    address = format_address(family, raw)
+    return f"[{address}]:{port}" if family == AF_INET6 else f"{address}:{port}"
+
+
+class Endpoints:
+    """``local`` and ``remote`` as people write them, for anything with a 4-tuple."""
+
+    __slots__ = ()
+    family: int
+    saddr: bytes
+    sport: int
+    daddr: bytes
+    dport: int
+
+    @property
+    def local(self) -> str:
+        return format_endpoint(self.family, self.saddr, self.sport)
+
+    @property
+    def remote(self) -> str:
+        return format_endpoint(self.family, self.daddr, self.dport)
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Endpoints):
+    """One record from the probe. Which fields mean what depends on ``kind``."""
+
+    kind: EventKind
+    ts_ns: int
+    skaddr: int
+    since_ns: int  # when the socket entered ``oldstate``; 0 when not seen
+    start_ns: int  # connect(), the SYN's arrival, or when synfin first saw the socket
+    aux: int  # into CLOSE: the timewait socket that takes over, else 0
+    cgroup_id: int
+    pid: int  # the process this ran in; meaningful only in process context
+    owner_pid: int  # the last process seen acting on the socket in its own context
+    netns: int
+    facts: Fact
+    family: int
+    sport: int
+    dport: int
+    flags: int
+    saddr: bytes
+    daddr: bytes
+    comm: str  # the owner's command name
+    oldstate: int
+    newstate: int
+    detail: int  # timewait substate, or the state a reset hit
+    syn_retrans: int
+    reason: int  # reset reason (enum sk_rst_reason) where the kernel gives one
+
+    @property
+    def old(self) -> State:
+        return documented(self.oldstate)
+
+    @property
+    def new(self) -> State:
+        return documented(self.newstate)
+
+    @property
+    def in_process_context(self) -> bool:
+        """True when this ran in a process's own context (``pid`` means something)."""
+        return bool(self.flags & FLAG_PROCESS_CONTEXT)
+
+    @property
+    def about_timewait(self) -> bool:
+        """True for records about a timewait socket (seen through its timer, not set_state)."""
+        return bool(self.flags & FLAG_TIMEWAIT)
+
+    @property
+    def timer_expired(self) -> bool:
+        return bool(self.flags & FLAG_TIMER_EXPIRED)
+
+    @property
+    def time_in_old_state_ns(self) -> int | None:
+        """How long the socket stayed in ``old``; None when synfin did not see it enter."""
+        if not self.since_ns or self.since_ns > self.ts_ns:
+            return None
+        return self.ts_ns - self.since_ns
+
+    def to_record(self) -> dict[str, object]:
+        """Every field, losslessly, for ``synfin record`` (bytes as hex)."""
+        record = asdict(self)
+        record["kind"] = self.kind.name.lower()
+        record["facts"] = int(self.facts)
+        record["saddr"] = self.saddr.hex()
+        record["daddr"] = self.daddr.hex()
+        return record
+
+
+_RECORD_FIELDS = {
+    "ts_ns", "skaddr", "since_ns", "start_ns", "aux", "cgroup_id", "pid", "owner_pid", "netns",
+    "facts", "family", "sport", "dport", "flags", "saddr", "daddr", "comm", "oldstate",
+    "newstate", "detail", "syn_retrans", "reason",
+}  # fmt: skip
+
+
+def from_record(record: dict[str, object]) -> Event:
+    """Rebuild an Event from ``Event.to_record()``; DecodeError names what is wrong."""
+    if not isinstance(record, dict):
+        raise DecodeError("not a JSON object")
+    missing = sorted(_RECORD_FIELDS - record.keys())
+    if missing or "kind" not in record:
+        raise DecodeError(f"missing field(s): {', '.join(missing or ['kind'])}")
+    try:
+        kind = EventKind[str(record["kind"]).upper()]
+        fields: dict[str, object] = {name: record[name] for name in _RECORD_FIELDS}
+        for name in _RECORD_FIELDS - {"saddr", "daddr", "comm"}:
+            if not isinstance(fields[name], int) or isinstance(fields[name], bool):
+                raise DecodeError(f"field {name} is not an integer")
+        if not isinstance(fields["comm"], str):
+            raise DecodeError("field comm is not a string")
+        saddr, daddr = bytes.fromhex(str(fields["saddr"])), bytes.fromhex(str(fields["daddr"]))
+    except KeyError:
+        raise DecodeError(f"unknown event kind {record['kind']!r}") from None
+    except ValueError as error:
+        raise DecodeError(f"bad address: {error}") from None
+    if len(saddr) != 16 or len(daddr) != 16:
+        raise DecodeError("addresses must be 16 bytes")
+    fields.update(saddr=saddr, daddr=daddr, facts=Fact(fields["facts"]))
+    return Event(kind=kind, **fields)  # type: ignore[arg-type]
+
+
+# Building enum members is slow next to a dict lookup, and every record needs two.
+_KINDS = {int(kind): kind for kind in EventKind}
+_FACT_SETS: dict[int, Fact] = {}
+
+
+def _facts(value: int) -> Fact:
+    facts = _FACT_SETS.get(value)
+    if facts is None:
+        facts = Fact(value)
+        if len(_FACT_SETS) < 4096:  # combinations seen in practice number in the dozens
+            _FACT_SETS[value] = facts
+    return facts
+
+
+def decode(record: bytes | memoryview) -> Event:
+    """Decode one ring-buffer record; raise DecodeError when it is not a synfin event."""
+    if len(record) < EVENT_SIZE:
+        raise DecodeError(f"record of {len(record)} bytes, expected {EVENT_SIZE}")
+    (
+        ts_ns, skaddr, since_ns, start_ns, aux, cgroup_id, pid, owner_pid, netns, facts,
+        family, sport, dport, kind, flags, saddr, daddr, comm,
+        oldstate, newstate, detail, syn_retrans, reason,
+    ) = EVENT_LAYOUT.unpack_from(record)  # fmt: skip
+    event_kind = _KINDS.get(kind)
+    if event_kind is None:
+        raise DecodeError(f"unknown event kind {kind}")
+    return Event(
+        kind=event_kind,
+        ts_ns=ts_ns,
+        skaddr=skaddr,
+        since_ns=since_ns,
+        start_ns=start_ns,
+        aux=aux,
+        cgroup_id=cgroup_id,
+        pid=pid,
+        owner_pid=owner_pid,
+        netns=netns,
+        facts=_facts(facts),
+        family=family,
+        sport=sport,
+        dport=dport,
+        flags=flags,
+        saddr=saddr,
+        daddr=daddr,
+        comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        oldstate=oldstate,
+        newstate=newstate,
+        detail=detail,
+        syn_retrans=syn_retrans,
+        reason=reason,
+    )
+
+
+def encode(event: Event) -> bytes:
+    """The record the probe would have written for ``event`` (for tests and fixtures)."""
+    return EVENT_LAYOUT.pack(
+        event.ts_ns, event.skaddr, event.since_ns, event.start_ns, event.aux, event.cgroup_id,
+        event.pid, event.owner_pid, event.netns, int(event.facts), event.family, event.sport,
+        event.dport, event.kind, event.flags, event.saddr, event.daddr, event.comm.encode(),
+        event.oldstate, event.newstate, event.detail, event.syn_retrans, event.reason,
+    )  # fmt: skip
+
+
+def pack_address(text: str) -> tuple[int, bytes]:
+    """(family, 16-byte form) for an address string, IPv4 as v4-mapped IPv6."""
+    address = ipaddress.ip_address(text)
+    if address.version == 4:
+        return AF_INET, b"\0" * 10 + b"\xff\xff" + address.packed
+    return AF_INET6, address.packed

@@ -1,0 +1,1 @@
+"""Renderers for people and programs: watch lines, ladders as text, JSON and SVG, filters."""

@@ -1,0 +1,67 @@
+"""Fixtures of the integration tests: the real probe, loaded once per session, and test hosts
+in network namespaces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from synfin.kernel.loader import ProbeOptions, TcpProbe
+from synfin.kernel.namespaces import HostPair
+from synfin.records.events import Event, decode
+
+pytest.register_assert_rewrite("tests.scenario_checks")
+
+
+class Recorder:
+    """Collects the probe's records; `wait_for` polls until a condition holds or times out."""
+
+    def __init__(self, probe: TcpProbe) -> None:
+        self.probe = probe
+        self.records: list[bytes] = []
+        probe.open_stream(self.records.append)
+
+    def reset(self, ports: tuple[int, ...] = (), family: int = 0) -> None:
+        self.probe.set_filter(ports, family)
+        self.probe.drain()
+        self.records.clear()
+
+    def events(self) -> list[Event]:
+        return [decode(record) for record in self.records]
+
+    def wait_for(self, done: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.probe.poll(50)
+            events = self.events()
+            if done(events) or time.monotonic() > deadline:
+                return events
+
+
+@pytest.fixture(scope="session")
+def state_probe() -> Iterator[TcpProbe]:
+    with TcpProbe(ProbeOptions()) as probe:
+        yield probe
+
+
+@pytest.fixture(scope="session")
+def recorder(state_probe: TcpProbe) -> Recorder:
+    return Recorder(state_probe)
+
+
+@pytest.fixture(scope="session")
+def hosts() -> Iterator[HostPair]:
+    with HostPair() as pair:
+        yield pair
+
+
+_next_port = iter(range(20000, 30000))
+
+
+@pytest.fixture
+def port() -> int:
+    """A port no other test in this session uses, so its events are this test's alone."""
+    return next(_next_port)

@@ -1,0 +1,104 @@
+"""Faults: a ring buffer too small counts every record it drops, and slow or many scrapers
+do not stall synfin."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from synfin.kernel.loader import ProbeOptions, TcpProbe
+from synfin.kernel.namespaces import HostPair
+from synfin.lab.storms import STORMS
+from synfin.records.events import EventKind
+
+from .conftest import Recorder
+from .servers import synfin_run
+
+pytestmark = pytest.mark.bpf
+
+
+@pytest.mark.netns
+def test_a_full_ring_buffer_counts_exactly_what_it_drops(hosts: HostPair) -> None:
+    """Two probes see the same connections: one with a 1-page buffer that overflows, one large
+    enough for all. sent + lost of the small one equals everything the large one delivered."""
+    port, count = 38000, 100
+    with (
+        TcpProbe(ProbeOptions(ringbuf_pages=1)) as tiny,
+        TcpProbe(ProbeOptions(ringbuf_pages=1024)) as big,
+    ):
+        tiny_records, big_records = Recorder(tiny), Recorder(big)
+        for recorder in (tiny_records, big_records):
+            recorder.reset(ports=(port,))
+        tiny_before, big_before = tiny.stream_stats(), big.stream_stats()
+        STORMS["time-wait-storm"].run(hosts, socket.AF_INET, port, count)  # nobody polls meanwhile
+        time.sleep(0.2)
+        tiny.drain()
+        big.drain()
+        tiny_after, big_after = tiny.stream_stats(), big.stream_stats()
+    produced = len(big_records.records)
+    sent, lost = tiny_after.sent - tiny_before.sent, tiny_after.lost - tiny_before.lost
+    assert big_after.lost == big_before.lost  # the large buffer dropped nothing
+    assert big_after.sent - big_before.sent == produced
+    assert sum(e.kind == EventKind.SOCKET_END for e in big_records.events()) == 2 * count + 1
+    assert lost > 0
+    assert sent == len(tiny_records.records)  # every record sent was delivered
+    assert sent + lost == produced  # and every one not sent was counted
+
+
+def scrape(port: int, timeout: float = 10.0) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as reply:
+        reply.read()
+        return int(reply.status)
+
+
+def connects(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("synfin_tcp_connects_total{")
+    )
+
+
+def test_stalled_and_concurrent_scrapers_do_not_stall_synfin() -> None:
+    with synfin_run("--ground-truth=host") as (_daemon, port):
+        stalled = socket.create_connection(("127.0.0.1", port))  # connects, never sends or reads
+        half = socket.create_connection(("127.0.0.1", port))
+        half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # a request never finished
+        try:
+            before = connects(port)
+            results: list[int] = []
+            threads = [
+                threading.Thread(target=lambda: results.append(scrape(port))) for _ in range(100)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert results == [200] * 100
+            # Counting goes on in the kernel meanwhile: the scrapes themselves were connects.
+            assert connects(port) >= before + 100
+        finally:
+            stalled.close()
+            half.close()
+        assert scrape(port) == 200  # and it still serves once they are gone
+
+
+def test_prometheus_going_away_changes_nothing(tmp_path: object) -> None:
+    """synfin is scraped, never pushes: a scraper that stops (or dies mid-request) leaves it
+    serving and counting."""
+    with synfin_run("--ground-truth=host") as (daemon, port):
+        for _ in range(3):
+            assert scrape(port) == 200
+        dying = socket.create_connection(("127.0.0.1", port))
+        dying.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        dying.close()  # gone before reading the answer
+        time.sleep(1)
+        before = connects(port)
+        assert daemon.poll() is None
+        assert connects(port) >= before + 1  # the last scrape itself was counted

@@ -1,0 +1,105 @@
+"""Every scenario against the real kernel: the documented path and classification of both
+ends, and the engine's counts against the kernel's own Tcp counters in each namespace.
+
+SYNFIN_RECORD_FIXTURES=1 rewrites tests/fixtures/scenarios/ from these runs (the recordings
+tests/test_replay.py replays).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from synfin.engine.states import State
+from synfin.kernel.namespaces import HostPair
+from synfin.kernel.sock_diag import Reconciler, Scope
+from synfin.lab.scenarios import SCENARIOS, Scenario, snmp_counters
+from synfin.records import recording
+from synfin.records.events import Event
+from synfin.views.watch import MONOTONIC_TO_WALL_NS
+from tests.paths import FIXTURES
+from tests.scenario_checks import COMPARED_COUNTERS, check_connections, connections_done, run_engine
+
+from .conftest import Recorder
+
+pytestmark = [pytest.mark.bpf, pytest.mark.netns]
+
+FIXTURES = FIXTURES / "scenarios"
+FAMILY_IDS = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+CASES = [
+    pytest.param(scenario, family, id=f"{name}-{FAMILY_IDS[family]}")
+    for name, scenario in SCENARIOS.items()
+    for family in scenario.families
+]
+
+
+def namespace_inode(namespace: str) -> int:
+    return os.stat(f"/run/netns/{namespace}").st_ino
+
+
+def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in COMPARED_COUNTERS}
+
+
+def write_fixture(name: str, events: list[Event], reset_reasons: dict[int, str]) -> None:
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    with (FIXTURES / f"{name}.jsonl").open("w") as out:
+        header = recording.Header(clock_offset_ns=MONOTONIC_TO_WALL_NS, reset_reasons=reset_reasons)
+        writer = recording.Writer(out, header)
+        for event in events:
+            writer.write(event)
+
+
+@pytest.mark.parametrize(("scenario", "family"), CASES)
+def test_scenario(
+    recorder: Recorder,
+    hosts: HostPair,
+    port: int,
+    scenario: Scenario,
+    family: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    recorder.reset(ports=(port,))
+    namespaces = {"client": hosts.client.namespace, "server": hosts.server.namespace}
+    before = {role: snmp_counters(ns) for role, ns in namespaces.items()}
+
+    scenario.run(hosts, family, port)
+
+    reasons = recorder.probe.features.reset_reasons
+    events = recorder.wait_for(lambda evs: connections_done(run_engine(evs, reasons), scenario))
+    after = {role: snmp_counters(ns) for role, ns in namespaces.items()}
+    run = run_engine(events, reasons)
+
+    check_connections(run, scenario)
+    for role, namespace in namespaces.items():
+        kernel = deltas(before[role], after[role])
+        expected = {name: scenario.snmp.get(role, {}).get(name, 0) for name in COMPARED_COUNTERS}
+        assert kernel == expected, f"{role}: the kernel's own counters moved unexpectedly"
+        counted = run.engine.snmp.get(namespace_inode(namespace))
+        engine_counts = {
+            name: getattr(counted, attr) if counted else 0
+            for name, attr in COMPARED_COUNTERS.items()
+        }
+        assert engine_counts == kernel, f"{role}: engine and kernel disagree"
+
+    # Ground truth: the sockets still alive (TIME-WAIT ones) as the kernel lists them.
+    inodes = frozenset(namespace_inode(ns) for ns in namespaces.values())
+    differences, compared = Reconciler(
+        run.engine, Scope(ports=frozenset({port}), netns=inodes)
+    ).check()
+    assert differences == [], f"engine and sock_diag disagree over {compared} sockets"
+    sides = [scenario.client, scenario.server]
+    assert compared == sum(1 for side in sides if side and side.path[-1] is State.TIME_WAIT)
+
+    client = run.find("active")
+    assert client is not None and client.classification is not None
+    retransmitted = after["client"]["RetransSegs"] - before["client"]["RetransSegs"]
+    if scenario.only_syn_retransmits:
+        assert client.classification.syn_retransmits == retransmitted
+    if client.classification.result == "timeout":
+        assert retransmitted > 0
+
+    if os.environ.get("SYNFIN_RECORD_FIXTURES"):
+        write_fixture(request.node.callspec.id, events, reasons)

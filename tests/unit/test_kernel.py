@@ -1,0 +1,50 @@
+"""Feature detection: BTF offsets, kallsyms, and what synfin does without them."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from synfin.kernel.btf import BTF, BTFError
+from synfin.kernel.features import read_kallsyms
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+needs_btf = pytest.mark.skipif(not VMLINUX.exists(), reason="this kernel has no BTF")
+
+
+@needs_btf
+def test_btf_finds_members_inside_anonymous_unions() -> None:
+    btf = BTF.from_file()
+    # skc_daddr and skc_rcv_saddr share an anonymous struct in an anonymous union.
+    assert btf.offset("sock_common.skc_daddr") == 0
+    assert btf.offset("sock_common.skc_rcv_saddr") == 4
+    assert btf.offset("sock.__sk_common.skc_net") == btf.offset("sock_common.skc_net")
+    assert btf.enum_values("sk_rst_reason").get(1) in (None, "SK_RST_REASON_NO_SOCKET")
+
+
+@needs_btf
+def test_btf_names_what_is_missing() -> None:
+    btf = BTF.from_file()
+    with pytest.raises(BTFError, match="struct no_such_struct not found"):
+        btf.offset("no_such_struct.x")
+    with pytest.raises(BTFError, match="no member 'no_such_member'"):
+        btf.offset("sock.no_such_member")
+
+
+def test_btf_rejects_what_is_not_btf(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinux"
+    path.write_bytes(struct.pack("<HBBIIIII", 0x1234, 1, 0, 24, 0, 0, 0, 0))
+    with pytest.raises(BTFError, match="bad magic"):
+        BTF.from_file(path)
+    with pytest.raises(BTFError, match="this kernel has no BTF"):
+        BTF.from_file(tmp_path / "missing")
+
+
+def test_kallsyms_zero_addresses_count_as_absent(tmp_path: Path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text("0000000000000000 t tw_timer_handler\nffffffff81000000 t reqsk_timer_handler\n")
+    assert read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, path) == {
+        "reqsk_timer_handler": 0xFFFFFFFF81000000
+    }
