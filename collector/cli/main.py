@@ -35,8 +35,8 @@ from synfin.engine.lifecycle import Engine
 from synfin.errors import EXIT_FAILURE, EXIT_OK, SynfinError
 from synfin.kernel import doctor as doctor_checks
 from synfin.kernel.features import TIMEWAIT_CAPABILITY
-from synfin.kernel.loader import ProbeOptions, TcpProbe
 from synfin.kernel.sock_diag import Reconciler, Scope
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.records import recording
 from synfin.records.events import DecodeError, decode
 from synfin.views.watch import MONOTONIC_TO_WALL_NS, View, ViewCounters

@@ -23,9 +23,9 @@ from synfin.cli.support import (
 )
 from synfin.engine.lifecycle import Engine
 from synfin.errors import SynfinError
-from synfin.kernel.loader import ProbeOptions, TcpProbe
 from synfin.kernel.namespaces import NETNS_DIR
 from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import TraceFilter, Tracer
 from synfin.views import ladder_json, ladder_svg, ladder_text

@@ -24,7 +24,8 @@ from synfin.exporter import web
 from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.kernel import counters, privileges
-from synfin.kernel.loader import ProbeOptions, TcpProbe, import_bcc
+from synfin.kernel.loader import import_bcc
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 
 log = logging.getLogger("synfin")
 

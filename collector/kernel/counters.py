@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synfin.kernel.loader import N_STATE_SLOTS, TcpProbe
+from synfin.kernel.state_probe import N_STATE_SLOTS, TcpProbe
 from synfin.records.events import AF_INET, AF_INET6
 
 HIST_SLOTS = 28  # probes/synfin_events.h

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from types import TracebackType
 
 from synfin.engine.lifecycle import Engine
-from synfin.kernel.loader import ProbeOptions, TcpProbe
 from synfin.kernel.namespaces import NETNS_DIR, HostPair
 from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import Tracer
 

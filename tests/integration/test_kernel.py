@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from synfin.kernel.features import detect
-from synfin.kernel.loader import ProbeOptions, TcpProbe
 from synfin.kernel.namespaces import HostPair
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.scenarios import client_closes, connect, listen
 from synfin.records.events import EventKind
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from synfin.kernel.loader import ProbeOptions, TcpProbe
 from synfin.kernel.segment_probe import SegmentCapture
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 
 
 def resident_compiler_code_mb() -> float:

@@ -10,9 +10,9 @@ import pytest
 
 from synfin.engine.lifecycle import Engine
 from synfin.engine.states import State
-from synfin.kernel.loader import TcpProbe
 from synfin.kernel.namespaces import HostPair
 from synfin.kernel.sock_diag import Reconciler, Scope
+from synfin.kernel.state_probe import TcpProbe
 from synfin.lab.scenarios import ACK_SEPARATELY, pair, read_to_eof
 from synfin.records.events import EventKind
 

@@ -1,0 +1,203 @@
+"""``probes/tcp_states.c`` loaded and attached: the state probe every command starts from.
+
+It counts every TCP transition in kernel maps and, for the live views, streams one record per
+event; what it can observe depends on the kernel (synfin.kernel.features).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synfin.engine.classify import facts_the_rules_read
+from synfin.kernel import features as kernel
+from synfin.kernel import privileges, tracefs
+from synfin.kernel.loader import (
+    PROBES_DIR,
+    LoadedProbe,
+    ProbeError,
+    RecordHandler,
+    load,
+    validate_ringbuf_pages,
+)
+from synfin.records.events import (
+    AF_INET,
+    AF_INET6,
+    STAT_EVENTS_LOST,
+    STAT_EVENTS_SENT,
+    STAT_SOCKETS_EVICTED,
+    STAT_SOCKETS_TRACKED,
+    STAT_TIMEWAIT_UNTRACKED,
+)
+
+if TYPE_CHECKING:
+    from synfin.engine.lifecycle import Engine
+
+N_STATE_SLOTS = 16  # probes/synfin_events.h
+# The category of each raw tracepoint synfin attaches (bcc names them without it).
+RAW_CATEGORY = {
+    b"softirq_entry": b"irq:",
+    b"softirq_exit": b"irq:",
+    b"timer_start": b"timer:",
+    b"timer_expire_entry": b"timer:",
+    b"timer_cancel": b"timer:",
+}
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    ringbuf_pages: int = 256  # 1 MiB: about 8,000 records of 128 bytes
+    max_sockets: int = 65536
+    max_half_open: int = 65536
+    tracefs_root: Path | None = None
+    # Where to read the kernel's types and symbols (default: the running kernel's own).
+    btf_path: Path | None = None
+    kallsyms_path: Path = kernel.KALLSYMS
+    stream_events: bool = True  # False: counters only (`synfin run`)
+
+    def streams(self, features: kernel.KernelFeatures) -> bool:
+        """Per-event records: wanted, and the kernel has the BPF ring buffer."""
+        return self.stream_events and features.available(kernel.STREAM_CAPABILITY)
+
+    def cflags(self, features: kernel.KernelFeatures) -> list[str]:
+        return [
+            f"-I{PROBES_DIR}",
+            f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DMAX_SOCKETS={self.max_sockets}",
+            f"-DMAX_HALF_OPEN={self.max_half_open}",
+            f"-DSTREAM_EVENTS={int(self.streams(features))}",
+            f"-DENDING_FACTS_MASK={int(facts_the_rules_read()):#x}",
+            *features.cflags(),
+            # The host's headers may be for another kernel version; their warnings are noise.
+            "-w",
+        ]
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    sent: int  # records written to the ring buffer
+    lost: int  # records that could not be reserved (buffer full)
+
+
+@dataclass(frozen=True)
+class TrackingStats:
+    """The probe's per-socket map: how full, and what it had to drop."""
+
+    capacity: int
+    live: int  # entries now (sockets and timewait sockets being followed)
+    tracked: int  # entries ever created
+    evicted: int  # created while full: the least recently used entry made room
+    timewait_untracked: int  # timewait sockets that ended without synfin seeing them begin
+
+
+class TcpProbe(LoadedProbe):
+    """``probes/tcp_states.c`` loaded and attached: state changes, and what this kernel allows
+    of timewait and request sockets, resets and retransmits (collector/kernel/features.py).
+    """
+
+    source = "tcp_states.c"
+
+    def __init__(self, options: ProbeOptions | None = None) -> None:
+        self.options = options or ProbeOptions()
+        validate_ringbuf_pages(self.options.ringbuf_pages)
+        if not privileges.can_load_bpf():
+            raise ProbeError(
+                "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
+                "run synfin with sudo",
+            )
+        root = tracefs.find_tracefs(self.options.tracefs_root)
+        tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
+        self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
+        super().__init__()
+        self._bpf = load(self.source, self.options.cflags(self.features))
+
+    def configure(self, engine: Engine) -> None:
+        """Tell the lifecycle engine what this kernel shows: the names of its reset reasons,
+        and whether timewait sockets are visible at all."""
+        engine.reset_reasons = dict(self.features.reset_reasons)
+        engine.sees_timewait = self.features.available(kernel.TIMEWAIT_CAPABILITY)
+
+    def open_stream(self, handler: RecordHandler) -> None:
+        if not self.options.streams(self.features):
+            raise ProbeError(
+                "the live stream needs the BPF ring buffer (Linux >= 5.8)",
+                "use `synfin run`, which only counts and works on this kernel",
+            )
+        super().open_stream(handler)
+
+    def set_filter(self, ports: Iterable[int] = (), family: int = 0) -> None:
+        """Stream only events of ``family`` (0: any) touching one of ``ports`` (empty: any).
+
+        Counters are never filtered: they always count every TCP transition.
+        """
+        self._set_port_filter(b"filter_ports", b"filter_config", ports, family)
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def attached(self) -> dict[str, bool]:
+        """Every hook this kernel should have, and whether it is attached now."""
+        bpf = self._bpf
+        if bpf is None:
+            return dict.fromkeys(self.expected_hooks(), False)
+        # bcc keys raw tracepoints by name alone.
+        live = {
+            *bpf.tracepoint_fds,
+            *(RAW_CATEGORY.get(name, b"") + name for name in bpf.raw_tracepoint_fds),
+        }
+        return {name: name.encode() in live for name in self.expected_hooks()}
+
+    def expected_hooks(self) -> list[str]:
+        hooks = ["sock:inet_sock_set_state", "tcp:tcp_destroy_sock"]
+        wanted = {
+            "process context": ["irq:softirq_entry", "irq:softirq_exit"],
+            kernel.TIMEWAIT_CAPABILITY: [
+                "timer:timer_start", "timer:timer_expire_entry", "timer:timer_cancel",
+                "tcp:tcp_retransmit_synack",
+            ],
+            "resets": ["tcp:tcp_send_reset", "tcp:tcp_receive_reset", "tcp:tcp_retransmit_skb"],
+        }  # fmt: skip
+        for capability, names in wanted.items():
+            if self.features.available(capability):
+                hooks += names
+        return hooks
+
+    def set_labels(self, ports: Iterable[int] = (), listening: bool = False) -> None:
+        """Give these ports (and with ``listening``, every listening port) their own label."""
+        table = self.bpf[b"label_ports"]
+        table.clear()
+        for port in sorted(set(ports)):
+            table[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+        self.bpf[b"label_listening"][ctypes.c_int(0)] = ctypes.c_uint32(int(listening))
+
+    def transition_counts(self) -> dict[tuple[int, int, int], int]:
+        """Exact count of every TCP transition since load: (old, new, family) -> count."""
+        table = self.bpf[b"transitions"]
+        counts: dict[tuple[int, int, int], int] = {}
+        for key, per_cpu in table.items_lookup_batch():
+            total = sum(per_cpu)
+            if not total:
+                continue
+            slot_pair, is_ipv6 = divmod(getattr(key, "value", key), 2)
+            old, new = divmod(slot_pair, N_STATE_SLOTS)
+            family = AF_INET6 if is_ipv6 else AF_INET
+            counts[(old, new, family)] = total
+        return counts
+
+    def _stat(self, index: int) -> int:
+        return sum(self.bpf[b"stats"][ctypes.c_int(index)])
+
+    def stream_stats(self) -> StreamStats:
+        return StreamStats(sent=self._stat(STAT_EVENTS_SENT), lost=self._stat(STAT_EVENTS_LOST))
+
+    def tracking_stats(self) -> TrackingStats:
+        live = self.bpf[b"sockets_live"][ctypes.c_int(0)].value
+        return TrackingStats(
+            capacity=self.options.max_sockets,
+            live=max(live, 0),
+            tracked=self._stat(STAT_SOCKETS_TRACKED),
+            evicted=self._stat(STAT_SOCKETS_EVICTED),
+            timewait_untracked=self._stat(STAT_TIMEWAIT_UNTRACKED),
+        )
