@@ -17,8 +17,8 @@ import click
 
 from synfin.engine.states import State
 from synfin.errors import EXIT_FAILURE, SynfinError
-from synfin.records.events import AF_INET, AF_INET6
-from synfin.views.filters import Network, OutputFilter, parse_network, parse_state
+from synfin.records.addresses import AF_INET, AF_INET6, Network, parse_network
+from synfin.views.filters import OutputFilter, parse_state
 from synfin.views.watch import NARROW, WIDE, Layout
 
 P = ParamSpec("P")

@@ -28,8 +28,8 @@ from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import TraceFilter, Tracer
+from synfin.records.addresses import Network, parse_network
 from synfin.views import ladder_json, ladder_svg, ladder_text
-from synfin.views.filters import Network, parse_network
 
 POLL_MS = 20
 FLUSH_EVERY_S = 0.1

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from synfin.engine.classify import Classification, Ending, classify
 from synfin.engine.states import KernelState, State, documented
-from synfin.records.events import Endpoints, Event, EventKind, Fact
+from synfin.records.addresses import Endpoints
+from synfin.records.events import Event, EventKind, Fact
 
 # TCP_TIMEWAIT_LEN: compiled into the kernel (include/net/tcp.h), 2MSL as Linux counts it.
 TIMEWAIT_LEN_NS = 60 * 1_000_000_000
@@ -241,7 +242,7 @@ class Engine:
                 family=event.family,
                 netns=event.netns,
                 start_ns=event.start_ns,
-                state=event.old,
+                state=documented(event.oldstate),
                 state_ns=event.since_ns or None,
             )
             self.live[event.skaddr] = conn
@@ -284,7 +285,9 @@ class Engine:
             return self._hand_over(conn, event)
         if self._unseen_hand_over(conn, event):
             return self._hand_over_unseen(conn, event)
-        outputs: list[Output] = [self._step(conn, event, event.new, event.ts_ns, observed=True)]
+        outputs: list[Output] = [
+            self._step(conn, event, documented(event.newstate), event.ts_ns, observed=True)
+        ]
         if event.newstate == KernelState.LAST_ACK:
             outputs += self._peer_sent_fin(conn, event)
         return outputs
@@ -293,12 +296,14 @@ class Engine:
         """The timewait timer re-armed: the peer's FIN moved the socket into TIME-WAIT."""
         how = "timewait timer re-armed by the peer's FIN"
         last = conn.steps[-1] if conn.steps else None
-        if conn.state is event.new and last is not None and not last.observed:
+        if conn.state is documented(event.newstate) and last is not None and not last.observed:
             # Already inferred (from the peer's FIN on this host): the observation replaces it.
             conn.steps.pop()
             conn.state, conn.state_ns = last.source, last.since_ns
             how += " (confirms the inference)"
-        return self._step(conn, event, event.new, event.ts_ns, observed=True, how=how)
+        return self._step(
+            conn, event, documented(event.newstate), event.ts_ns, observed=True, how=how
+        )
 
     def _flush_child(self, skaddr: int, now: Event) -> list[Output]:
         created = self._children.pop(skaddr, None)

@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from synfin.engine.states import State
 from synfin.kernel.namespaces import entered_path
 from synfin.kernel.sock_diag import namespaces, take
-from synfin.records.events import AF_INET, AF_INET6, family_name
+from synfin.records.addresses import AF_INET, AF_INET6, family_name
 
 log = logging.getLogger(__name__)
 

@@ -28,18 +28,28 @@ from synfin.engine.classify import (
     classify,
 )
 from synfin.engine.states import KernelState, State, documented
-from synfin.kernel.counters import HIST_SLOTS, Counters, Histogram
-from synfin.records.events import AF_INET, AF_INET6, Fact, family_name
+from synfin.records import abi
+from synfin.records.addresses import AF_INET, AF_INET6, family_name
+from synfin.records.counters import HIST_SLOTS, Counters, Histogram
+from synfin.records.events import Fact
 
-OPEN_CONNECTED, OPEN_ACCEPTED = 0, 1
-ROLES = {0: "client", 1: "server"}
-RETRANSMIT_KINDS = {0: "syn", 1: "synack", 2: "data"}
-
-(
-    TW_HANDOVER_FIN_WAIT2, TW_HANDOVER_TIME_WAIT, TW_HANDOVER_CLOSING, TW_REARMED,
-    TW_END_EXPIRED, TW_END_KILLED, TW_END_FIN_WAIT2_EXPIRED, TW_END_FIN_WAIT2_KILLED,
-    TW_END_UNSEEN_ENTRY,
-) = range(9)  # fmt: skip
+_HEADER = abi.events()
+OPEN_CONNECTED = _HEADER["OPEN_CONNECTED"]
+ROLES = {_HEADER["ROLE_ACTIVE"]: "client", _HEADER["ROLE_PASSIVE"]: "server"}
+RETRANSMIT_KINDS = {
+    _HEADER["RETRANSMIT_SYN"]: "syn",
+    _HEADER["RETRANSMIT_SYNACK"]: "synack",
+    _HEADER["RETRANSMIT_DATA"]: "data",
+}
+TW_HANDOVER_FIN_WAIT2 = _HEADER["TW_HANDOVER_FIN_WAIT2"]
+TW_HANDOVER_TIME_WAIT = _HEADER["TW_HANDOVER_TIME_WAIT"]
+TW_HANDOVER_CLOSING = _HEADER["TW_HANDOVER_CLOSING"]
+TW_REARMED = _HEADER["TW_REARMED"]
+TW_END_EXPIRED = _HEADER["TW_END_EXPIRED"]
+TW_END_KILLED = _HEADER["TW_END_KILLED"]
+TW_END_FIN_WAIT2_EXPIRED = _HEADER["TW_END_FIN_WAIT2_EXPIRED"]
+TW_END_FIN_WAIT2_KILLED = _HEADER["TW_END_FIN_WAIT2_KILLED"]
+TW_END_UNSEEN_ENTRY = _HEADER["TW_END_UNSEEN_ENTRY"]
 
 # The documented transition each timewait counter reveals (probes/synfin_events.h).
 TIMEWAIT_STEPS: dict[int, tuple[State, State]] = {

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 from synfin import probes
 from synfin.errors import EnvironmentProblem, SynfinError
 from synfin.kernel.memory import release_compiler_memory
+from synfin.records import abi
 
 # SYNFIN_PROBES_DIR points synfin at another copy of the probes (a probe under development).
 PROBES_DIR = Path(os.environ.get("SYNFIN_PROBES_DIR", probes.DIRECTORY))
-MAX_FILTER_PORTS = 1024  # probes/synfin_events.h
+MAX_FILTER_PORTS = abi.events()["MAX_FILTER_PORTS"]
 
 RecordHandler = Callable[[bytes], None]
 

@@ -19,7 +19,7 @@ from synfin.engine.lifecycle import Engine
 from synfin.engine.states import State, documented
 from synfin.errors import EnvironmentProblem
 from synfin.kernel.namespaces import entered_path
-from synfin.records.events import pack_address
+from synfin.records.addresses import pack_address
 
 ALL_STATES = (1 << 13) - 1  # TCP_ESTABLISHED (1) .. TCP_NEW_SYN_RECV (12)
 

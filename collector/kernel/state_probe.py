@@ -23,9 +23,9 @@ from synfin.kernel.loader import (
     load,
     validate_ringbuf_pages,
 )
+from synfin.records.addresses import AF_INET, AF_INET6
+from synfin.records.counters import N_STATE_SLOTS
 from synfin.records.events import (
-    AF_INET,
-    AF_INET6,
     STAT_EVENTS_LOST,
     STAT_EVENTS_SENT,
     STAT_SOCKETS_EVICTED,
@@ -36,7 +36,7 @@ from synfin.records.events import (
 if TYPE_CHECKING:
     from synfin.engine.lifecycle import Engine
 
-N_STATE_SLOTS = 16  # probes/synfin_events.h
+
 # The category of each raw tracepoint synfin attaches (bcc names them without it).
 RAW_CATEGORY = {
     b"softirq_entry": b"irq:",

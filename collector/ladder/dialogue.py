@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from synfin.engine.lifecycle import Connection, Output, Step, StepTaken
 from synfin.engine.states import State
-from synfin.records.events import format_endpoint
+from synfin.records.addresses import format_endpoint
 from synfin.records.segments import Flag, Segment, covers
 
 # A 4-tuple with its ends in a fixed order, so both directions map to one key.

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from synfin.engine.lifecycle import Engine
 from synfin.ladder.dialogue import Dialogue, Tracker
 from synfin.ladder.layout import Ladder, build
+from synfin.records.addresses import Network, any_in
 from synfin.records.events import DecodeError, decode
 from synfin.records.segments import SegmentDecodeError, decode_segment
-from synfin.views.filters import Network, any_in
 
 # How long a finished connection waits for stragglers from the other stream before it is drawn.
 SETTLE_NS = 150_000_000

@@ -8,103 +8,54 @@ formatted only when shown.
 from __future__ import annotations
 
 import enum
-import functools
-import ipaddress
-import socket
-import struct
 from dataclasses import asdict, dataclass
 
-from synfin.engine.states import State, documented
+from synfin.records import abi
+from synfin.records.addresses import Endpoints
 
-AF_INET = socket.AF_INET
-AF_INET6 = socket.AF_INET6
+_HEADER = abi.events()
 
+# enum synfin_event_kind: a full socket changed state (STATE_CHANGE), the full socket was
+# destroyed and its facts are final (SOCKET_END), the timewait socket is gone (TIMEWAIT_END),
+# a reset was sent or received.
+EventKind = enum.IntEnum(  # type: ignore[misc]
+    "EventKind",
+    {
+        name.removeprefix("EVENT_"): value
+        for name, value in _HEADER.enum("synfin_event_kind").items()
+    },
+    module=__name__,
+)
+# What the kernel showed happening to one socket (FACT_* in synfin_events.h, where each is
+# explained).
+Fact = enum.IntFlag("Fact", _HEADER.prefixed("FACT_"), module=__name__)  # type: ignore[misc]
 
-class EventKind(enum.IntEnum):
-    STATE_CHANGE = 1  # a full socket (or a tracked timewait socket) changed state
-    SOCKET_END = 2  # the full socket was destroyed: its facts are final
-    TIMEWAIT_END = 3  # the timewait socket is gone (timer expired, or killed)
-    RESET_SENT = 4
-    RESET_RECEIVED = 5
+FLAG_PROCESS_CONTEXT = _HEADER["EVENT_FLAG_PROCESS_CONTEXT"]
+FLAG_TIMER_EXPIRED = _HEADER["EVENT_FLAG_TIMER_EXPIRED"]
+FLAG_TIMEWAIT = _HEADER["EVENT_FLAG_TIMEWAIT"]
 
-
-class Fact(enum.IntFlag):
-    """What the kernel showed happening to one socket (FACT_* in synfin_events.h)."""
-
-    ACTIVE_OPEN = 1 << 0
-    PASSIVE_OPEN = 1 << 1
-    SIMULTANEOUS_OPEN = 1 << 2
-    ESTABLISHED = 1 << 3
-    LOCAL_FIN_FIRST = 1 << 4
-    REMOTE_FIN_FIRST = 1 << 5
-    CLOSING = 1 << 6
-    HALF_CLOSE = 1 << 7
-    RESET_RECEIVED = 1 << 8
-    RESET_SENT = 1 << 9
-    RESET_SENT_BY_PROCESS = 1 << 10
-    CLOSED_BY_PROCESS = 1 << 11
-    TIMEWAIT = 1 << 12
-    SYN_OBSERVED = 1 << 13
-    PREEXISTING = 1 << 14
-    SYN_RETRANSMITTED = 1 << 15
-    CLOSED = 1 << 16
-    LISTENED = 1 << 17
-
-
-FLAG_PROCESS_CONTEXT = 0x1
-FLAG_TIMER_EXPIRED = 0x2
-FLAG_TIMEWAIT = 0x4
-
-# struct synfin_event, field by field (little-endian, natural alignment, no implicit padding).
-EVENT_LAYOUT = struct.Struct("<QQQQQQIIIIHHHBB16s16s16sBBBBH2x")
+# struct synfin_event, read from the header; the decoder below unpacks it in this order.
+_LAYOUT = _HEADER.struct("synfin_event")
+DECODED_FIELDS = (
+    "ts_ns", "skaddr", "since_ns", "start_ns", "aux", "cgroup_id", "pid", "owner_pid",
+    "netns", "facts", "family", "sport", "dport", "kind", "flags", "saddr", "daddr", "comm",
+    "oldstate", "newstate", "detail", "syn_retrans", "reason",
+)  # fmt: skip
+_LAYOUT.require(DECODED_FIELDS)
+EVENT_LAYOUT = _LAYOUT.codec()
 EVENT_SIZE = EVENT_LAYOUT.size
-KIND_OFFSET = 70
+KIND_OFFSET = next(field.offset for field in _LAYOUT.fields if field.name == "kind")
 
 # Index of each counter in the probe's `stats` map (enum synfin_stat).
-STAT_EVENTS_SENT = 0
-STAT_EVENTS_LOST = 1
-STAT_SOCKETS_TRACKED = 2
-STAT_SOCKETS_EVICTED = 3
-STAT_TIMEWAIT_UNTRACKED = 4
+STAT_EVENTS_SENT = _HEADER["STAT_EVENTS_SENT"]
+STAT_EVENTS_LOST = _HEADER["STAT_EVENTS_LOST"]
+STAT_SOCKETS_TRACKED = _HEADER["STAT_SOCKETS_TRACKED"]
+STAT_SOCKETS_EVICTED = _HEADER["STAT_SOCKETS_EVICTED"]
+STAT_TIMEWAIT_UNTRACKED = _HEADER["STAT_TIMEWAIT_UNTRACKED"]
 
 
 class DecodeError(ValueError):
     """A record that does not have the layout of struct synfin_event."""
-
-
-def family_name(family: int) -> str:
-    return {AF_INET: "ipv4", AF_INET6: "ipv6"}.get(family, f"unknown:{family}")
-
-
-def format_address(family: int, raw: bytes) -> str:
-    if family == AF_INET:
-        return socket.inet_ntop(AF_INET, raw[12:16])
-    return socket.inet_ntop(AF_INET6, raw)
-
-
-@functools.lru_cache(maxsize=65536)  # a view formats each connection's ends on every line
-def format_endpoint(family: int, raw: bytes, port: int) -> str:
-    address = format_address(family, raw)
-    return f"[{address}]:{port}" if family == AF_INET6 else f"{address}:{port}"
-
-
-class Endpoints:
-    """``local`` and ``remote`` as people write them, for anything with a 4-tuple."""
-
-    __slots__ = ()
-    family: int
-    saddr: bytes
-    sport: int
-    daddr: bytes
-    dport: int
-
-    @property
-    def local(self) -> str:
-        return format_endpoint(self.family, self.saddr, self.sport)
-
-    @property
-    def remote(self) -> str:
-        return format_endpoint(self.family, self.daddr, self.dport)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +85,6 @@ class Event(Endpoints):
     detail: int  # timewait substate, or the state a reset hit
     syn_retrans: int
     reason: int  # reset reason (enum sk_rst_reason) where the kernel gives one
-
-    @property
-    def old(self) -> State:
-        return documented(self.oldstate)
-
-    @property
-    def new(self) -> State:
-        return documented(self.newstate)
 
     @property
     def in_process_context(self) -> bool:
@@ -268,11 +211,3 @@ def encode(event: Event) -> bytes:
         event.dport, event.kind, event.flags, event.saddr, event.daddr, event.comm.encode(),
         event.oldstate, event.newstate, event.detail, event.syn_retrans, event.reason,
     )  # fmt: skip
-
-
-def pack_address(text: str) -> tuple[int, bytes]:
-    """(family, 16-byte form) for an address string, IPv4 as v4-mapped IPv6."""
-    address = ipaddress.ip_address(text)
-    if address.version == 4:
-        return AF_INET, b"\0" * 10 + b"\xff\xff" + address.packed
-    return AF_INET6, address.packed

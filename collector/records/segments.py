@@ -7,28 +7,31 @@ and what it means there is decided by collector/ladder/dialogue.py.
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 
-from synfin.records.events import Endpoints, family_name, format_endpoint
+from synfin.records import abi
+from synfin.records.addresses import Endpoints, family_name, format_endpoint
 
+_HEADER = abi.segments()
 
-class Flag(enum.IntFlag):
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
+# TCP header flags (TCP_FLAG_* in synfin_segments.h).
+Flag = enum.IntFlag("Flag", _HEADER.prefixed("TCP_FLAG_"), module=__name__)  # type: ignore[misc]
 
 
 # The order people write flags in ("SYN+ACK", "FIN+ACK").
 _FLAG_ORDER = (Flag.SYN, Flag.FIN, Flag.RST, Flag.PSH, Flag.ACK)
 
-SEGMENT_LAYOUT = struct.Struct("<QIIIHHHHHBBB3x16s16s4x")
+# struct synfin_segment, read from the header; decode_segment unpacks it in this order.
+_LAYOUT = _HEADER.struct("synfin_segment")
+_LAYOUT.require(
+    ("ts_ns", "seq", "ack", "ifindex", "family", "sport", "dport", "window", "payload_len",
+     "flags", "outgoing", "answers", "saddr", "daddr")
+)  # fmt: skip
+SEGMENT_LAYOUT = _LAYOUT.codec()
 SEGMENT_SIZE = SEGMENT_LAYOUT.size
 
-STAT_SENT = 0
-STAT_LOST = 1
+STAT_SENT = _HEADER["SEGMENT_STAT_SENT"]
+STAT_LOST = _HEADER["SEGMENT_STAT_LOST"]
 
 
 def covers(ack: int, needed: int) -> bool:

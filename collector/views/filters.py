@@ -7,24 +7,11 @@ steps, durations and verdicts stay right even when only some lines are shown.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from synfin.engine.lifecycle import Classified, Finished, Noted, Output, StepTaken
 from synfin.engine.states import State
-from synfin.records.events import format_address
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_network(text: str) -> Network:
-    """An address (one host) or a CIDR; ValueError with the fix when it is neither."""
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        example = "for example 192.0.2.7, 10.0.0.0/8 or 2001:db8::/32"
-        raise ValueError(f"'{text}' is not an address or CIDR ({example})") from None
+from synfin.records.addresses import Network, any_in
 
 
 def parse_state(text: str) -> State:
@@ -35,12 +22,6 @@ def parse_state(text: str) -> State:
             return state
     names = ", ".join(s.value for s in State if s is not State.UNKNOWN)
     raise ValueError(f"'{text}' is not a TCP state (one of {names})")
-
-
-def any_in(family: int, addresses: Iterable[bytes], networks: Iterable[Network]) -> bool:
-    """True when one of the (16-byte) ``addresses`` is in one of ``networks``."""
-    parsed = [ipaddress.ip_address(format_address(family, raw)) for raw in addresses]
-    return any(address in network for address in parsed for network in networks)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synfin.ladder.layout import Ladder, Mark
-from synfin.records.events import family_name
+from synfin.records.addresses import family_name
 from synfin.views.watch import MONOTONIC_TO_WALL_NS
 
 

@@ -13,7 +13,7 @@ import click
 from synfin.ladder.layout import FROM_SEGMENTS, INFERRED, Ladder, Mark, Row, legend
 from synfin.ladder.roles import Part, Role
 from synfin.ladder.rules import Verdict
-from synfin.records.events import family_name
+from synfin.records.addresses import family_name
 from synfin.records.segments import Flag
 
 TIME_WIDTH = 11

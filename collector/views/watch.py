@@ -16,7 +16,8 @@ from typing import TextIO
 from synfin.engine.classify import LISTENER, Classification
 from synfin.engine.lifecycle import Classified, Engine, Finished, Noted, Output, StepTaken
 from synfin.kernel.sock_diag import Difference
-from synfin.records.events import DecodeError, Event, decode, family_name
+from synfin.records.addresses import family_name
+from synfin.records.events import DecodeError, Event, decode
 from synfin.views.filters import OutputFilter
 
 # Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.

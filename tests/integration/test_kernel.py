@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from synfin.engine.states import KernelState
 from synfin.kernel.features import detect
 from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
@@ -84,7 +85,9 @@ def test_a_full_sockets_map_evicts_and_counts_it(hosts: HostPair, port: int) -> 
             accepted.close()
         listener.close()
         # Evicted sockets are still streamed (filtered in the kernel, not by the map).
-        events = recorder.wait_for(lambda evs: sum(e.new.value == "LAST-ACK" for e in evs) >= 20)
+        events = recorder.wait_for(
+            lambda evs: sum(e.newstate == KernelState.LAST_ACK for e in evs) >= 20
+        )
     assert full.capacity == 16 and full.live == 16
     assert full.evicted - before.evicted >= 41 - 16
-    assert sum(e.new.value == "SYN-SENT" for e in events) == 20
+    assert sum(e.newstate == KernelState.SYN_SENT for e in events) == 20

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
-from synfin.engine.states import PASSIVE_OPEN_PASSIVE_CLOSE, State
+from synfin.engine.states import PASSIVE_OPEN_PASSIVE_CLOSE, State, documented
 from synfin.kernel.namespaces import HostPair
-from synfin.records.events import AF_INET, AF_INET6, EVENT_SIZE, Event, EventKind
+from synfin.records.addresses import AF_INET, AF_INET6
+from synfin.records.events import EVENT_SIZE, Event, EventKind
 
 from .conftest import Recorder
 
@@ -48,11 +49,17 @@ def state_changes(events: list[Event]) -> list[Event]:
     return [e for e in events if e.kind == EventKind.STATE_CHANGE and not e.about_timewait]
 
 
+def transition(event: Event) -> tuple[State, State]:
+    return documented(event.oldstate), documented(event.newstate)
+
+
 def paths_by_socket(events: list[Event]) -> dict[int, list[State]]:
     """Kernel transitions per socket, as the tracepoint reports them (no reconstruction)."""
     paths: dict[int, list[State]] = {}
     for event in state_changes(events):
-        paths.setdefault(event.skaddr, [event.old]).append(event.new)
+        paths.setdefault(event.skaddr, [documented(event.oldstate)]).append(
+            documented(event.newstate)
+        )
     return paths
 
 
@@ -78,8 +85,8 @@ def test_both_sides_follow_the_documented_states(
         SERVER_PATH,
     ]
 
-    client = next(e for e in events if e.new is State.ESTABLISHED and e.old is State.SYN_SENT)
-    server = next(e for e in events if e.new is State.ESTABLISHED and e.old is State.SYN_RCVD)
+    client = next(e for e in events if transition(e) == (State.SYN_SENT, State.ESTABLISHED))
+    server = next(e for e in events if transition(e) == (State.SYN_RCVD, State.ESTABLISHED))
     assert client.local.endswith(f":{client.sport}") and client.dport == port
     assert client.saddr == server.daddr and client.daddr == server.saddr
     assert (server.sport, server.dport) == (port, client.sport)
@@ -91,7 +98,7 @@ def test_process_is_named_only_in_process_context(
     recorder.reset(ports=(port,))
     client_closes_first(hosts, AF_INET, port)
     events = recorder.wait_for(connection_done)
-    by_transition = {(e.old, e.new): e for e in state_changes(events)}
+    by_transition = {transition(e): e for e in state_changes(events)}
 
     # Syscalls of this process: connect, listen and the two closes.
     for transition in [
@@ -128,7 +135,7 @@ def test_time_in_old_state_is_measured_and_blank_when_unseen(
     accepted.close()
     listener.close()
     events = recorder.wait_for(connection_done)
-    by_transition = {(e.old, e.new): e for e in state_changes(events)}
+    by_transition = {transition(e): e for e in state_changes(events)}
 
     # Nothing saw these sockets enter CLOSED or the child enter LISTEN: unknown, not zero.
     assert by_transition[(State.CLOSED, State.SYN_SENT)].time_in_old_state_ns is None
@@ -147,7 +154,7 @@ def test_family_filter_keeps_only_that_family(
     time.sleep(0.2)
     recorder.probe.poll(50)
     assert {e.family for e in recorder.events()} == {AF_INET6}
-    assert {e.sport for e in events if e.old is State.CLOSED and e.new is State.LISTEN} == {port}
+    assert {e.sport for e in events if transition(e) == (State.CLOSED, State.LISTEN)} == {port}
 
 
 def test_port_filter_drops_other_ports_from_the_stream_only(
@@ -181,7 +188,7 @@ def test_in_kernel_counters_agree_with_the_events_received(
     stats_before = recorder.probe.stream_stats()
     for offset, family in enumerate([AF_INET, AF_INET6, AF_INET, AF_INET6]):
         client_closes_first(hosts, family, port + 2000 + offset)
-    recorder.wait_for(lambda events: sum(e.new is State.CLOSED for e in events) >= 12)
+    recorder.wait_for(lambda events: sum(transition(e)[1] is State.CLOSED for e in events) >= 12)
     recorder.probe.drain()
     received_before_read = transition_counts(recorder.events())
     after = Counter(recorder.probe.transition_counts())

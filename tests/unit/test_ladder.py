@@ -12,7 +12,7 @@ from synfin.ladder.layout import FROM_SEGMENTS, build
 from synfin.ladder.roles import Role
 from synfin.ladder.rules import Verdict
 from synfin.ladder.tracer import TraceFilter
-from synfin.records.events import pack_address
+from synfin.records.addresses import pack_address
 from synfin.records.segments import Flag, Segment, decode_segment, encode_segment
 
 CLIENT, SERVER = pack_address("198.51.100.7")[1], pack_address("203.0.113.9")[1]

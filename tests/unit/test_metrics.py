@@ -22,8 +22,9 @@ from synfin.exporter.kernel_metrics import (
     Labelling,
     documented_transitions,
 )
-from synfin.kernel.counters import Counters
-from synfin.records.events import AF_INET, AF_INET6, Fact
+from synfin.records.addresses import AF_INET, AF_INET6
+from synfin.records.counters import Counters
+from synfin.records.events import Fact
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES / "counters"

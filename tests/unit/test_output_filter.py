@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from synfin.cli.main import main
 from synfin.engine.states import State
-from synfin.views.filters import parse_network, parse_state
+from synfin.records.addresses import parse_network
+from synfin.views.filters import parse_state
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES / "scenarios"

@@ -6,7 +6,7 @@ import socket
 
 from synfin.engine.states import State
 from synfin.kernel.sock_diag import Difference, KernelSocket, Scope, compare, count
-from synfin.records.events import pack_address
+from synfin.records.addresses import pack_address
 
 
 def test_compare_reports_every_difference() -> None:
