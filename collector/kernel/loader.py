@@ -92,10 +92,30 @@ class LoadedProbe:
     """
 
     ring_buffer = b"events"  # the ring buffer map's name in the probe
+    # Maps keyed or valued by a struct of the probe headers: (map, key struct, value struct).
+    map_layouts: tuple[tuple[bytes, str | None, str | None], ...] = ()
 
     def __init__(self) -> None:
         self._bpf: Any = None
         self._stream_open = False
+
+    def check_map_layouts(self, header: abi.Header) -> None:
+        """Each map's key and value as the compiled probe has them against the header Python
+        read: a probe and headers from different versions fail here, not in wrong numbers."""
+        for name, key, value in self.map_layouts:
+            table = self.bpf[name]
+            # bcc widens a per-CPU map's Leaf to one value per CPU; sLeaf is the single value.
+            leaf = getattr(table, "sLeaf", table.Leaf)
+            for part, struct_name, ctype in (("key", key, table.Key), ("value", value, leaf)):
+                if struct_name is None:
+                    continue
+                expected, compiled = header.struct(struct_name).size, ctypes.sizeof(ctype)
+                if compiled != expected:
+                    raise ProbeError(
+                        f"map {name.decode()}: its {part} is {compiled} bytes in the compiled "
+                        f"probe, but struct {struct_name} is {expected} in {header.path.name}",
+                        "reinstall synfin: the probes and their headers must come from one version",
+                    )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from synfin.kernel.loader import (
     validate_ringbuf_pages,
 )
 from synfin.kernel.namespaces import entered_path
+from synfin.records import abi
 from synfin.records.segments import STAT_LOST, STAT_SENT
 
 ETH_P_ALL = 0x0003
@@ -59,6 +60,7 @@ class SegmentCapture(LoadedProbe):
 
     source = "tcp_segments.c"
     ring_buffer = b"segments"
+    map_layouts = ((b"segment_filter", None, "filter_config"),)
 
     def __init__(self, options: CaptureOptions | None = None) -> None:
         self.options = options or CaptureOptions()
@@ -72,6 +74,7 @@ class SegmentCapture(LoadedProbe):
         self._socket: socket.socket | None = None
         self._bpf = load(self.source, self.options.cflags())
         try:
+            self.check_map_layouts(abi.segments())
             program = self._bpf.load_func(b"capture_segment", import_bcc().BPF.SOCKET_FILTER)
             self._socket = self._open_socket(program.fd)
         except BaseException:

@@ -23,6 +23,7 @@ from synfin.kernel.loader import (
     load,
     validate_ringbuf_pages,
 )
+from synfin.records import abi
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.counters import N_STATE_SLOTS
 from synfin.records.events import (
@@ -99,6 +100,14 @@ class TcpProbe(LoadedProbe):
     """
 
     source = "tcp_states.c"
+    map_layouts = (
+        (b"opens", "open_key", None),
+        (b"endings", "ending_key", None),
+        (b"filter_config", None, "filter_config"),
+        (b"handshake_seconds", None, "hist"),
+        (b"state_seconds", None, "hist"),
+        (b"connection_seconds", None, "hist"),
+    )
 
     def __init__(self, options: ProbeOptions | None = None) -> None:
         self.options = options or ProbeOptions()
@@ -113,6 +122,11 @@ class TcpProbe(LoadedProbe):
         self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
         super().__init__()
         self._bpf = load(self.source, self.options.cflags(self.features))
+        try:
+            self.check_map_layouts(abi.events())
+        except ProbeError:
+            self.close()
+            raise
 
     def configure(self, engine: Engine) -> None:
         """Tell the lifecycle engine what this kernel shows: the names of its reset reasons,

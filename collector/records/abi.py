@@ -182,6 +182,8 @@ class _Parser:
                     self.enums[match.group(2)] = self.enum(block, start)
                 else:
                     self.structs[match.group(2)] = self.struct(match.group(2), block, start)
+            elif re.match(r"(enum|struct)\b.*\{", line):
+                raise self.fail(number, f"cannot read the declaration {line!r}")
 
     def include(self, path: Path) -> None:
         other = _Parser(path, self.defines)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from synfin import probes
 from synfin.engine.states import KernelState
 from synfin.kernel.features import detect
+from synfin.kernel.loader import ProbeError
 from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.scenarios import client_closes, connect, listen
+from synfin.records import abi
 from synfin.records.events import EventKind
 
 from .conftest import Recorder
@@ -91,3 +94,17 @@ def test_a_full_sockets_map_evicts_and_counts_it(hosts: HostPair, port: int) -> 
     assert full.capacity == 16 and full.live == 16
     assert full.evicted - before.evicted >= 41 - 16
     assert sum(e.newstate == KernelState.SYN_SENT for e in events) == 20
+
+
+@pytest.mark.bpf
+def test_a_map_whose_layout_differs_from_the_header_is_named(
+    state_probe: TcpProbe, tmp_path: Path
+) -> None:
+    """The real compiled maps against a header copy whose struct hist lost a field."""
+    header = tmp_path / "synfin_events.h"
+    text = (probes.DIRECTORY / "synfin_events.h").read_text()
+    header.write_text(text.replace("    u64 sum_ns;\n", ""))
+    state_probe.check_map_layouts(abi.events())  # the shipped header: every map agrees
+    with pytest.raises(ProbeError, match=r"map handshake_seconds: its value is \d+ bytes") as err:
+        state_probe.check_map_layouts(abi.parse(header))
+    assert "struct hist" in str(err.value) and "reinstall synfin" in str(err.value)
