@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from synfin import probes
 from synfin.errors import EnvironmentProblem, SynfinError
+from synfin.kernel import probe_source
 from synfin.kernel.memory import release_compiler_memory
 from synfin.records import abi
 
@@ -48,7 +49,7 @@ def validate_ringbuf_pages(pages: int) -> None:
         raise SynfinError(f"ring buffer size of {pages} pages is not a power of two", "try 256")
 
 
-def _explain_load_failure(source: str, error: Exception) -> ProbeError:
+def _explain_load_failure(source: str, error: Exception, directory: Path) -> ProbeError:
     text = str(error)
     if "privilege" in text or "not permitted" in text:
         # bcc says "Need super-user privileges" for any EPERM, including a kernel in lockdown
@@ -59,19 +60,29 @@ def _explain_load_failure(source: str, error: Exception) -> ProbeError:
         )
     if "compile" in text.lower():
         return ProbeError(
-            f"bcc could not compile {PROBES_DIR / source} (its errors are printed above)",
+            f"bcc could not compile {directory / source} (its errors are printed above)",
             "if they name missing headers, run scripts/setup.sh, which installs and links them",
         )
     return ProbeError(f"cannot load {source}: {text}")
 
 
-def load(source: str, cflags: list[str]) -> Any:
-    """Compile and load ``probes/<source>``; bcc attaches its tracepoint programs."""
+def load(source: str, cflags: list[str], directory: Path | None = None) -> Any:
+    """Compile and load ``probes/<source>``; bcc attaches its tracepoint programs.
+
+    bcc gets the source as text with its ``.c`` fragments pasted in (synfin.kernel.probe_source),
+    because it rewrites map accesses only in the text it compiles. ``directory`` stands in for
+    the probes directory (a copy under test); its headers come first on the include path.
+    """
     bcc = import_bcc()
+    directory = PROBES_DIR if directory is None else directory
     try:
-        loaded = bcc.BPF(src_file=str(PROBES_DIR / source).encode(), cflags=cflags)
+        text = probe_source.expand(directory / source)
+    except probe_source.ProbeSourceError as error:
+        raise ProbeError(error.problem, error.fix) from error
+    try:
+        loaded = bcc.BPF(text=text.encode(), cflags=[f"-I{directory}", *cflags])
     except Exception as error:  # bcc raises bare Exception for compile and load failures
-        raise _explain_load_failure(source, error) from error
+        raise _explain_load_failure(source, error, directory) from error
     release_compiler_memory()
     return loaded
 

@@ -1,0 +1,48 @@
+// -- defaults of the -D switches (tcp_states.c lists them) --------------------------------
+
+#ifdef DECLARE_SK_RST_REASON
+// The 6.10+ tcp_send_reset tracepoint names this enum; headers older than the kernel lack it.
+enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
+#endif
+
+#include "synfin_events.h"
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+#ifndef MAX_SOCKETS
+#define MAX_SOCKETS 65536
+#endif
+#ifndef TRACK_CONTEXT
+#define TRACK_CONTEXT 1
+#endif
+#ifndef READ_NETNS
+#define READ_NETNS 0
+#endif
+#ifndef READ_SHUTDOWN
+#define READ_SHUTDOWN 0
+#endif
+#ifndef OBSERVE_TIMERS
+#define OBSERVE_TIMERS 0
+#endif
+#ifndef OBSERVE_RESETS
+#define OBSERVE_RESETS 0
+#endif
+#ifndef STREAM_EVENTS
+#define STREAM_EVENTS 1
+#endif
+#ifndef HAVE_CGROUP_ID
+#define HAVE_CGROUP_ID 1  // bpf_get_current_cgroup_id: Linux 4.18
+#endif
+#ifndef HAVE_PROBE_READ_KERNEL
+#define HAVE_PROBE_READ_KERNEL 1  // Linux 5.5; before it, bpf_probe_read reads kernel memory
+#endif
+#if !HAVE_PROBE_READ_KERNEL
+#define bpf_probe_read_kernel bpf_probe_read
+#endif
+#ifndef MAX_LISTENERS
+#define MAX_LISTENERS 4096
+#endif
+#ifndef MAX_HALF_OPEN
+#define MAX_HALF_OPEN 65536
+#endif

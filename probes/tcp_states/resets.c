@@ -1,0 +1,165 @@
+// -- resets and retransmits ---------------------------------------------------------------
+//
+// Resets and SYN retransmissions, folded into the socket's facts and streamed. Layout
+// switches, set by collector/kernel/features.py from the tracepoints' formats:
+//   RESET_HAS_STATE      tcp_send_reset has `state` (5.0+)
+//   RESET_HAS_REASON     tcp_send_reset has `reason` (6.10+)
+//   RESET_SOCKADDR       tcp_send_reset has sockaddr-form saddr/daddr and fires without a
+//                        socket (6.10+); READ_SKB_NETNS then gives such a reset's namespace
+//   RETRANSMIT_HAS_STATE tcp_retransmit_skb has `state` (5.0+)
+//   RETRANSMIT_HAS_ERR   tcp_retransmit_skb has `err` and fires for failed attempts too (6.18+)
+
+#if OBSERVE_RESETS
+
+#if RESET_SOCKADDR
+// A sockaddr_in or sockaddr_in6 (as the tracepoint stores it) into the event's address form.
+static __always_inline u16 from_sockaddr(const u8 *sockaddr, u8 *address)
+{
+    u16 family = 0;
+    __builtin_memcpy(&family, sockaddr, sizeof(family));
+    if (family == AF_INET_NUM) {
+        address[10] = 0xff;
+        address[11] = 0xff;
+        __builtin_memcpy(address + 12, sockaddr + 4, 4);
+    } else {
+        __builtin_memcpy(address, sockaddr + 8, 16);
+    }
+    return family;
+}
+
+static __always_inline u16 sockaddr_port(const u8 *sockaddr)
+{
+    return ((u16)sockaddr[2] << 8) | sockaddr[3];
+}
+
+static __always_inline u32 skb_netns(u64 skbaddr)
+{
+#if READ_SKB_NETNS
+    void *dev = 0, *net = 0;
+    bpf_probe_read_kernel(&dev, sizeof(dev), (void *)(skbaddr + SKB_DEV_OFF));
+    if (dev)
+        bpf_probe_read_kernel(&net, sizeof(net), (char *)dev + DEV_NET_OFF);
+    return net_inum(net);
+#else
+    return 0;
+#endif
+}
+#endif
+
+// A reset this host sent. `sockaddrs` (6.10+ layout) describe it when there is no socket.
+static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16 reason,
+                                          const u8 *local, const u8 *remote)
+{
+    u32 index = state_slot(state) * N_RESET_REASONS +
+                (reason < N_RESET_REASONS ? reason : N_RESET_REASONS - 1);
+    add_to(resets_sent.lookup(&index));
+    struct sock_entry *entry = skaddr ? sockets.lookup(&skaddr) : 0;
+    struct sock_entry scratch = {};
+    if (entry) {
+        entry->facts |= FACT_RESET_SENT;
+        if (in_process_context())
+            entry->facts |= FACT_RESET_SENT_BY_PROCESS;
+        entry->reset_state = state ? state : entry->state;
+        entry->reset_reason = reason;
+    } else {
+#if RESET_SOCKADDR
+        // No socket (a segment to a closed port, say), or one synfin never saw.
+        scratch.family = from_sockaddr(local, scratch.saddr);
+        from_sockaddr(remote, scratch.daddr);
+        scratch.sport = sockaddr_port(local);
+        scratch.dport = sockaddr_port(remote);
+        scratch.netns = skaddr ? socket_netns(skaddr) : skb_netns(skbaddr);
+        scratch.reset_state = state;
+        scratch.reset_reason = reason;
+        entry = &scratch;
+#else
+        return;
+#endif
+    }
+    struct synfin_event *event = start_event(EVENT_RESET_SENT, bpf_ktime_get_ns(), skaddr, entry);
+    if (event) {
+        event->oldstate = event->newstate = entry->reset_state;
+        send_event(event);
+    }
+}
+
+static __always_inline void on_reset_received(u64 skaddr, int state)
+{
+    u32 index = state_slot(state);
+    add_to(resets_received.lookup(&index));
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    if (!entry)
+        return;
+    entry->facts |= FACT_RESET_RECEIVED;
+    entry->reset_state = entry->state;
+    struct synfin_event *event =
+        start_event(EVENT_RESET_RECEIVED, bpf_ktime_get_ns(), skaddr, entry);
+    if (event) {
+        event->oldstate = event->newstate = entry->state;
+        send_event(event);
+    }
+}
+
+static __always_inline void on_retransmit(u64 skaddr, int state_or_unknown)
+{
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    int state = state_or_unknown >= 0 ? state_or_unknown : (entry ? entry->state : 0);
+    u32 kind = state == TCP_SYN_SENT_NUM ? RETRANSMIT_SYN : RETRANSMIT_DATA;
+    u32 index = kind * N_STATE_SLOTS + state_slot(state);
+    add_to(retransmits.lookup(&index));
+    if (!entry)
+        return;
+    if (state == TCP_SYN_SENT_NUM) {
+        entry->facts |= FACT_SYN_RETRANSMITTED;
+        if (entry->syn_retrans < 255)
+            entry->syn_retrans += 1;
+    }
+}
+#endif
+
+// -- the reset and retransmit hooks -------------------------------------------------------
+
+#if OBSERVE_RESETS
+TRACEPOINT_PROBE(tcp, tcp_send_reset)
+{
+    u8 state = 0;
+    u16 reason = 0;
+    const u8 *local = 0, *remote = 0;
+#if RESET_HAS_STATE
+    state = args->state;
+#endif
+#if RESET_HAS_REASON
+    reason = args->reason;
+#endif
+#if RESET_SOCKADDR
+    local = args->saddr;
+    remote = args->daddr;
+#endif
+    on_reset_sent((u64)args->skaddr, (u64)args->skbaddr, state, reason, local, remote);
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_receive_reset)
+{
+    u64 skaddr = (u64)args->skaddr;
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    on_reset_received(skaddr, entry ? entry->state : 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+#if RETRANSMIT_HAS_ERR
+    // Since 6.18 the tracepoint also fires for retransmissions that failed to go out; like
+    // the kernel's RetransSegs, count only the ones that did.
+    if (args->err)
+        return 0;
+#endif
+#if RETRANSMIT_HAS_STATE
+    on_retransmit((u64)args->skaddr, args->state);
+#else
+    on_retransmit((u64)args->skaddr, -1);
+#endif
+    return 0;
+}
+#endif

@@ -1,0 +1,164 @@
+// -- state changes ------------------------------------------------------------------------
+
+static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int in_process)
+{
+    u32 facts = 0;
+    if (oldstate == TCP_CLOSE_NUM && newstate == TCP_SYN_SENT_NUM)
+        facts |= FACT_ACTIVE_OPEN;
+    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM)
+        facts |= FACT_PASSIVE_OPEN;
+    if (oldstate == TCP_SYN_SENT_NUM && newstate == TCP_SYN_RECV_NUM)
+        facts |= FACT_SIMULTANEOUS_OPEN;
+    if (newstate == TCP_ESTABLISHED_NUM)
+        facts |= FACT_ESTABLISHED;
+    if (newstate == TCP_FIN_WAIT1_NUM) {
+        facts |= FACT_LOCAL_FIN_FIRST;
+        // close() marks both directions shut before sending FIN; shutdown(SHUT_WR) only one.
+        if (in_process && socket_shutdown(skaddr) == SEND_SHUTDOWN_BIT)
+            facts |= FACT_HALF_CLOSE;
+    }
+    if (newstate == TCP_CLOSE_WAIT_NUM)
+        facts |= FACT_REMOTE_FIN_FIRST;
+    if (newstate == TCP_LISTEN_NUM)
+        facts |= FACT_LISTENED;
+    if (newstate == TCP_CLOSING_NUM)
+        facts |= FACT_CLOSING;
+    if (newstate == TCP_CLOSE_NUM) {
+        facts |= FACT_CLOSED;
+        if (in_process)
+            facts |= FACT_CLOSED_BY_PROCESS;
+    }
+    return facts;
+}
+
+static __always_inline void handshake_done(int oldstate, struct sock_entry *entry, u64 now)
+{
+    u32 role;
+    if (oldstate == TCP_SYN_SENT_NUM && (entry->facts & FACT_ACTIVE_OPEN)) {
+        role = ROLE_ACTIVE;  // from connect()'s SYN
+        count_open(OPEN_CONNECTED, entry);
+    } else if (oldstate == TCP_SYN_RECV_NUM && (entry->facts & FACT_SYN_OBSERVED)) {
+        role = ROLE_PASSIVE;  // from the SYN's arrival
+    } else {
+        return;
+    }
+    if (entry->start_ns && entry->start_ns <= now)
+        observe(handshake_seconds.lookup(&role), now - entry->start_ns);
+}
+
+// Open to close (not to the end of TIME-WAIT), for connections that got established.
+static __always_inline void connection_done(struct sock_entry *entry, u64 now)
+{
+    if (!(entry->facts & FACT_ESTABLISHED) || !entry->start_ns)
+        return;
+    u32 role = (entry->facts & FACT_PASSIVE_OPEN) ? ROLE_PASSIVE : ROLE_ACTIVE;
+    if (!(entry->facts & (FACT_ACTIVE_OPEN | FACT_PASSIVE_OPEN)))
+        return;  // began before synfin: its start is unknown
+    u64 end = entry->state == TCP_CLOSE_NUM ? entry->state_ns : now;
+    if (end >= entry->start_ns)
+        observe(connection_seconds.lookup(&role), end - entry->start_ns);
+}
+
+static __always_inline struct sock_entry *entry_for(u64 skaddr, u64 now, int oldstate, int newstate)
+{
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    if (entry)
+        return entry;
+    struct sock_entry fresh = {};
+    fresh.start_ns = now;
+    fresh.state = oldstate;
+    fresh.netns = socket_netns(skaddr);
+    int opening = oldstate == TCP_CLOSE_NUM ||
+                  (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM);
+    if (!opening)
+        fresh.facts |= FACT_PREEXISTING;
+    sockets.update(&skaddr, &fresh);
+    note_insert();
+    return sockets.lookup(&skaddr);
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    // The tracepoint is shared with SCTP and MPTCP.
+    if (args->protocol != IPPROTO_TCP_NUM)
+        return 0;
+
+    u64 now = bpf_ktime_get_ns();
+    u64 skaddr = (u64)args->skaddr;
+    int oldstate = args->oldstate, newstate = args->newstate;
+    u32 index = (state_slot(oldstate) * N_STATE_SLOTS + state_slot(newstate)) * 2 +
+                (args->family == AF_INET6_NUM);
+    u64 *count = transitions.lookup(&index);
+    if (count)
+        *count += 1;
+
+    struct sock_entry *entry = entry_for(skaddr, now, oldstate, newstate);
+    if (!entry)
+        return 0;
+    int in_process = in_process_context();
+    u64 since = entry->state_ns;  // 0 for a socket seen for the first time
+    gauge_move(since ? oldstate : -1, newstate, args->family);
+    observe_state(oldstate, since, now);
+    entry->facts |= facts_for(oldstate, newstate, skaddr, in_process);
+    entry->state = newstate;
+    entry->state_ns = now;
+    entry->family = args->family;
+    entry->sport = args->sport;
+    entry->dport = args->dport;
+#if STREAM_EVENTS
+    // Only the stream shows addresses and owners; the counters need neither.
+    // IPv4 sockets fill the v6 fields too (v4-mapped), so one copy serves both families.
+    __builtin_memcpy(entry->saddr, args->saddr_v6, sizeof(entry->saddr));
+    __builtin_memcpy(entry->daddr, args->daddr_v6, sizeof(entry->daddr));
+    if (in_process)
+        capture_owner(entry);
+#endif
+    track_listener(oldstate, newstate, entry);
+    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
+        inherit_listener_owner(entry);
+        note_child(skaddr);
+        count_open(OPEN_ACCEPTED, entry);
+    }
+    if (newstate == TCP_ESTABLISHED_NUM)
+        handshake_done(oldstate, entry, now);
+
+    // tcp_time_wait() arms the timewait socket's timer just before closing the full socket.
+    struct pending_timewait timewait = {};
+    if (newstate == TCP_CLOSE_NUM &&
+        (oldstate == TCP_FIN_WAIT2_NUM || oldstate == TCP_CLOSING_NUM) &&
+        take_timewait(now, &timewait))
+        hand_over_to_timewait(entry, oldstate, &timewait, now);
+
+    struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, skaddr, entry);
+    if (!event)
+        return 0;
+    event->since_ns = since;
+    event->oldstate = oldstate;
+    event->newstate = newstate;
+    if (timewait.tw) {
+        event->aux = timewait.tw;
+        event->detail = timewait.substate;
+    }
+    send_event(event);
+    return 0;
+}
+
+// The full socket is gone: its facts are final. (A timewait socket may live on.)
+TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+{
+    u64 skaddr = (u64)args->skaddr;
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    if (!entry)
+        return 0;
+    gauge_move(entry->state, -1, entry->family);
+    count_ending(entry);
+    connection_done(entry, bpf_ktime_get_ns());
+    struct synfin_event *event = start_event(EVENT_SOCKET_END, bpf_ktime_get_ns(), skaddr, entry);
+    if (event) {
+        event->oldstate = entry->state;
+        event->newstate = entry->state;
+        send_event(event);
+    }
+    forget_socket(skaddr);
+    return 0;
+}
