@@ -34,6 +34,8 @@ from pathlib import Path
 from observer import memory_mb
 from plot import line_chart
 
+from synfin.kernel.procfs import PROC, ProcNet
+
 ROOT = Path(__file__).resolve().parent.parent
 SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 NGINX_PORT = 18080
@@ -89,15 +91,6 @@ def nginx() -> Iterator[None]:
         finally:
             process.terminate()
             process.wait(timeout=10)
-
-
-def snmp() -> dict[str, int]:
-    lines = [
-        line.split()
-        for line in Path("/proc/net/snmp").read_text().splitlines()
-        if line.startswith("Tcp:")
-    ]
-    return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
 
 
 def process_cpu(pid: int) -> float:
@@ -173,11 +166,11 @@ def _measure_with(
     # Scrape, then read the kernel: the scrape's own connection is in both counts.
     metrics_before = scrape(names) if config == "run" else {}
     cpu_before = process_cpu(observer.pid) if observer else 0.0
-    kernel_before = snmp()
+    kernel_before = ProcNet(PROC).tcp()
     rate = ab(requests, concurrency)
     time.sleep(0.5)  # let the last closes and the stream settle
     metrics_after = scrape(names) if config == "run" else {}
-    kernel_after = snmp()
+    kernel_after = ProcNet(PROC).tcp()
     result = Result(
         config,
         number,

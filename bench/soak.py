@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from observer import memory_mb  # noqa: E402
 
 from synfin.kernel.namespaces import entered  # noqa: E402
+from synfin.kernel.procfs import PROC, ProcNet  # noqa: E402
 from synfin.kernel.sock_diag import namespaces, take  # noqa: E402
 from synfin.lab.runner import Lab  # noqa: E402
 from synfin.lab.scenarios import SCENARIOS  # noqa: E402
@@ -48,14 +49,10 @@ def scrape() -> str:
 
 
 def active_opens(lab: Lab) -> int:
-    def read(path: Path) -> int:
-        lines = [line.split() for line in path.read_text().splitlines() if line.startswith("Tcp:")]
-        return int(dict(zip(lines[0], lines[1], strict=True))["ActiveOpens"])
-
-    total = read(Path("/proc/net/snmp"))
+    total = ProcNet(PROC).tcp()["ActiveOpens"]
     for host in (lab.hosts.client, lab.hosts.server):
         with entered(host.namespace):
-            total += read(Path("/proc/thread-self/net/snmp"))
+            total += ProcNet().tcp()["ActiveOpens"]
     return total
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from observer import memory_mb, start_synfin_run  # noqa: E402
 
 from synfin.kernel.namespaces import HostPair, entered, ip  # noqa: E402
-from synfin.lab.scenarios import nft  # noqa: E402
+from synfin.lab.plays import nft  # noqa: E402
 from synfin.lab.storms import tcp_ext  # noqa: E402
 
 METRICS_PORT = 19979

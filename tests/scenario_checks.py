@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from synfin.engine.lifecycle import Connection, Engine
+from synfin.engine.connection import Connection
+from synfin.engine.lifecycle import Engine
 from synfin.lab.scenarios import Expected, Scenario
+from synfin.records.description import KernelDescription
 from synfin.records.events import Event
 
 # /proc/net/snmp Tcp counter -> SnmpCounts attribute
@@ -33,13 +35,8 @@ class Run:
         return matches[-1] if matches else None
 
 
-def run_engine(
-    events: Iterable[Event],
-    reset_reasons: dict[int, str] | None = None,
-    *,
-    sees_timewait: bool = True,
-) -> Run:
-    run = Run(Engine(reset_reasons=reset_reasons, sees_timewait=sees_timewait))
+def run_engine(events: Iterable[Event], description: KernelDescription | None = None) -> Run:
+    run = Run(Engine(description))
     for event in events:
         for output in run.engine.feed(event):
             conn = output.connection

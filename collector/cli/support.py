@@ -19,7 +19,7 @@ from synfin.engine.states import State
 from synfin.errors import EXIT_FAILURE, SynfinError
 from synfin.records.addresses import AF_INET, AF_INET6, Network, parse_network
 from synfin.views.filters import OutputFilter, parse_state
-from synfin.views.watch import NARROW, WIDE, Layout
+from synfin.views.lines import NARROW, WIDE, Layout
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -29,6 +28,9 @@ from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import TraceFilter, Tracer
 from synfin.records.addresses import Network, parse_network
+from synfin.records.events import DecodeError, decode
+from synfin.records.pump import Periodic, Pump, Stream
+from synfin.records.segments import SegmentDecodeError, decode_segment
 from synfin.views import ladder_json, ladder_svg, ladder_text
 
 POLL_MS = 20
@@ -146,23 +148,45 @@ def trace_command(
             click.echo(text, file=handle, nl=True)
         handle.flush()
 
-    tracer = Tracer(
-        draw=draw,
-        engine=Engine(),
-        shown=TraceFilter(networks, pid),
-        wait_for_time_wait=time_wait == "wait",
-        limit=count,
-    )
     capture_options = CaptureOptions(all_segments=all_segments, netns=capture_netns)
     deadline = time.monotonic() + timeout if timeout else None
+    shown = TraceFilter(networks, pid)
     try:
         with (
             TcpProbe(ProbeOptions(tracefs_root=tracefs_root)) as probe,
             SegmentCapture(capture_options) as capture,
             stop_on_signals() as stopping,
         ):
-            _follow(probe, capture, tracer, ports, FAMILIES[family], stopping, deadline)
-            lost = capture.stats().lost + probe.stream_stats().lost
+            tracer = Tracer(
+                draw=draw,
+                engine=Engine(probe.description()),
+                shown=shown,
+                wait_for_time_wait=time_wait == "wait",
+                limit=count,
+            )
+            for source in (probe, capture):
+                source.set_filter(ports, FAMILIES[family])
+            pump = Pump(
+                [
+                    Stream(probe, decode, tracer.on_event, DecodeError),
+                    Stream(capture, decode_segment, tracer.on_segment, SegmentDecodeError),
+                ],
+                poll_ms=POLL_MS,
+            )
+            click.echo(
+                "synfin trace: capturing TCP handshakes and teardowns (Ctrl-C to end)", err=True
+            )
+
+            def keep_going() -> bool:
+                over = deadline is not None and time.monotonic() >= deadline
+                return not stopping() and not tracer.done and not over
+
+            # A look over every open connection: not on every poll.
+            flush = Periodic(FLUSH_EVERY_S, lambda: tracer.flush(time.monotonic_ns()))
+            pump.run(keep_going, [flush])
+            if not tracer.done:
+                tracer.finish()
+            lost = pump.lost()
     except BrokenPipeError:
         silence_stdout()
         return
@@ -176,6 +200,8 @@ def trace_command(
         f"{tracer.counters.segments} segments and {tracer.counters.events} state events, "
         f"{lost} lost"
     )
+    if pump.undecodable:
+        summary += f", {pump.undecodable} undecodable"
     if tracer.tracker.forgotten:
         summary += f", {tracer.tracker.forgotten} unfinished connection(s) forgotten at the limit"
     if output is not None:
@@ -190,34 +216,3 @@ def _open_output(path: Path) -> TextIO:
         raise SynfinError(
             f"cannot write {path}: {error.strerror}", "choose a writable path"
         ) from None
-
-
-def _follow(
-    probe: TcpProbe,
-    capture: SegmentCapture,
-    tracer: Tracer,
-    ports: tuple[int, ...],
-    family: int,
-    stopping: Callable[[], bool],
-    deadline: float | None,
-) -> None:
-    probe.set_filter(ports, family)
-    capture.set_filter(ports, family)
-    probe.configure(tracer.engine)
-    probe.open_stream(tracer.on_event_record)
-    capture.open_stream(tracer.on_segment_record)
-    click.echo("synfin trace: capturing TCP handshakes and teardowns (Ctrl-C to end)", err=True)
-    next_flush = 0.0
-    while not stopping() and not tracer.done:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            break
-        probe.poll(POLL_MS)
-        capture.poll(POLL_MS)
-        if now >= next_flush:  # a look over every open connection: not on every poll
-            next_flush = now + FLUSH_EVERY_S
-            tracer.flush(time.monotonic_ns())
-    probe.drain()
-    capture.drain()
-    if not tracer.done:
-        tracer.finish()

@@ -13,164 +13,26 @@ It imports nothing from bcc: replay feeds it recorded events, the tests feed it 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-from synfin.engine.classify import Classification, Ending, classify
+from synfin.engine.classify import Ending, classify
+from synfin.engine.connection import (
+    Classified,
+    Connection,
+    Finished,
+    Noted,
+    Output,
+    SocketKey,
+    Step,
+    StepTaken,
+)
+from synfin.engine.snmp import SnmpCounts
 from synfin.engine.states import KernelState, State, documented
-from synfin.records.addresses import Endpoints
+from synfin.records.description import KernelDescription
 from synfin.records.events import Event, EventKind, Fact
 
 # TCP_TIMEWAIT_LEN: compiled into the kernel (include/net/tcp.h), 2MSL as Linux counts it.
 TIMEWAIT_LEN_NS = 60 * 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Step:
-    """One arrow of the documented diagram, as this connection took it."""
-
-    source: State
-    target: State
-    at_ns: int | None  # None when the moment is not known
-    since_ns: int | None  # when ``source`` was entered, if known
-    observed: bool  # False: inferred from other evidence (``how`` says which)
-    how: str = ""
-
-    @property
-    def duration_ns(self) -> int | None:
-        if self.at_ns is None or self.since_ns is None or self.since_ns > self.at_ns:
-            return None
-        return self.at_ns - self.since_ns
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "from": self.source.value,
-            "to": self.target.value,
-            "at_ns": self.at_ns,
-            "time_in_from_s": None if self.duration_ns is None else self.duration_ns / 1e9,
-            "observed": self.observed,
-            "how": self.how,
-        }
-
-
-@dataclass
-class Connection(Endpoints):
-    """One socket's life, as far as synfin has seen it."""
-
-    skaddr: int
-    family: int
-    netns: int
-    start_ns: int
-    state: State
-    state_ns: int | None
-    sport: int = 0
-    dport: int = 0
-    saddr: bytes = b"\0" * 16
-    daddr: bytes = b"\0" * 16
-    owner_pid: int = 0
-    comm: str = ""
-    facts: Fact = field(default_factory=lambda: Fact(0))
-    timewait: int = 0  # the timewait socket that took over, while it lives
-    steps: list[Step] = field(default_factory=list)
-    classification: Classification | None = None
-    finished: bool = False  # the whole path is known: CLOSED, and no timewait socket left
-
-    @property
-    def key(self) -> tuple[int, int, bytes, int, bytes, int]:
-        return (self.netns, self.family, self.saddr, self.sport, self.daddr, self.dport)
-
-    def path(self) -> list[State]:
-        if not self.steps:
-            return [self.state]
-        return [self.steps[0].source, *(step.target for step in self.steps)]
-
-    def take(self, step: Step) -> Step:
-        self.steps.append(step)
-        self.state = step.target
-        self.state_ns = step.at_ns
-        return step
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "skaddr": f"{self.skaddr:#x}",
-            "netns": self.netns,
-            "local": self.local,
-            "remote": self.remote,
-            "owner_pid": self.owner_pid or None,
-            "comm": self.comm or None,
-            "path": [state.value for state in self.path()],
-            "steps": [step.to_dict() for step in self.steps],
-            "classification": self.classification.to_dict() if self.classification else None,
-        }
-
-
-# What the engine tells its caller, in order.
-@dataclass(frozen=True)
-class StepTaken:
-    connection: Connection
-    step: Step
-    event: Event
-
-
-@dataclass(frozen=True)
-class Noted:
-    """Something worth a line that is not a state change: a reset, a timewait hand-over."""
-
-    connection: Connection | None
-    text: str
-    event: Event
-
-
-@dataclass(frozen=True)
-class Classified:
-    connection: Connection
-    classification: Classification
-    event: Event
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The connection is over: CLOSED, and no timewait socket left. Its path is complete."""
-
-    connection: Connection
-    event: Event
-
-
-Output = StepTaken | Noted | Classified | Finished
-
-
-@dataclass
-class SnmpCounts:
-    """Counts comparable with the kernel's own Tcp MIB counters (/proc/net/snmp)."""
-
-    active_opens: int = 0  # ActiveOpens: connect() started
-    passive_opens: int = 0  # PassiveOpens: a listener's child socket created
-    attempt_fails: int = 0  # AttemptFails: tcp_done() in SYN-SENT or SYN-RCVD
-    estab_resets: int = 0  # EstabResets: ESTABLISHED or CLOSE-WAIT straight to CLOSED
-    out_rsts: int = 0  # OutRsts: resets sent
-
-    def count(self, event: Event) -> None:
-        old, new = event.oldstate, event.newstate
-        if event.kind == EventKind.RESET_SENT:
-            self.out_rsts += 1
-        if event.kind != EventKind.STATE_CHANGE:
-            return
-        if (old, new) == (KernelState.CLOSE, KernelState.SYN_SENT):
-            self.active_opens += 1
-        elif (old, new) == (KernelState.LISTEN, KernelState.SYN_RECV):
-            self.passive_opens += 1
-        elif new == KernelState.CLOSE and old in (KernelState.SYN_SENT, KernelState.SYN_RECV):
-            # tcp_done() counts the failure; close() while connecting does not, and runs in the
-            # process without a reset having arrived.
-            reset = event.facts & Fact.RESET_RECEIVED
-            if reset or not event.in_process_context:
-                self.attempt_fails += 1
-        elif new == KernelState.CLOSE and old in (KernelState.ESTABLISHED, KernelState.CLOSE_WAIT):
-            self.estab_resets += 1
-
-
-# (netns, family, local address, local port, remote address, remote port)
-SocketKey = tuple[int, int, bytes, int, bytes, int]
 
 
 def _key(event: Event) -> SocketKey:
@@ -186,14 +48,14 @@ class Engine:
 
     def __init__(
         self,
-        reset_reasons: Mapping[int, str] | None = None,
+        description: KernelDescription | None = None,
         capacity: int = 65536,
-        sees_timewait: bool = True,
     ) -> None:
-        self.reset_reasons = dict(reset_reasons or {})
-        self.capacity = capacity
+        self.description = description or KernelDescription()
+        self.reset_reasons = dict(self.description.reset_reasons)
         # False where the kernel hides timewait sockets from synfin (no timer capability).
-        self.sees_timewait = sees_timewait
+        self.sees_timewait = self.description.sees_timewait
+        self.capacity = capacity
         self.live: OrderedDict[int, Connection] = OrderedDict()  # by socket address
         self.snmp: dict[int, SnmpCounts] = {}  # by network namespace
         self._children: dict[int, Event] = {}  # LISTEN -> SYN_RECV waiting for the next event

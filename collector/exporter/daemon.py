@@ -20,6 +20,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from synfin.engine.classify import facts_the_rules_read
 from synfin.exporter import web
 from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
@@ -116,6 +117,7 @@ class Daemon:
             max_sockets=self.config.max_sockets,
             tracefs_root=self.config.tracefs_root,
             stream_events=False,
+            ending_facts_mask=int(facts_the_rules_read()),
         )
         self.probe = TcpProbe(options)
         self.probe.set_labels(self.config.port_labels, self.config.port_label_listening)

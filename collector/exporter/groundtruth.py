@@ -19,8 +19,9 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from synfin.engine.states import State
+from synfin.engine.states import State, documented
 from synfin.kernel.namespaces import entered_path
+from synfin.kernel.procfs import ProcfsError, ProcNet
 from synfin.kernel.sock_diag import namespaces, take
 from synfin.records.addresses import AF_INET, AF_INET6, family_name
 
@@ -46,12 +47,6 @@ class Sample:
     duration: float = 0.0
     ok: bool = False
     error: str = ""
-
-
-def read_snmp(path: Path) -> dict[str, int]:
-    lines = path.read_text().splitlines()
-    names, values = (line.split()[1:] for line in lines if line.startswith("Tcp:"))
-    return dict(zip(names, map(int, values), strict=True))
 
 
 class Sampler:
@@ -88,15 +83,15 @@ class Sampler:
         try:
             paths = self._namespaces()
             for sock in take(paths):
-                sample.sockets[(sock.state, sock.family)] += 1
+                sample.sockets[(documented(sock.state), sock.family)] += 1
             totals: Tally[str] = Tally()
             for path in paths.values():
                 with entered_path(path):
-                    totals.update(read_snmp(Path("/proc/thread-self/net/snmp")))
+                    totals.update(ProcNet().tcp())
             sample.snmp = dict(totals)
             sample.namespaces = len(paths)
             sample.ok = True
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, ProcfsError) as error:
             sample.error = str(error)
             log.warning("ground truth sample failed: %s", error)
         sample.duration = time.monotonic() - started

@@ -109,7 +109,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     unknown = set(raw) - {"tls_server_config", "basic_auth_users", "http_server_config"}
     if unknown:
         raise WebConfigError(
-            f"web config {path}: unknown key(s) {', '.join(sorted(unknown))}", "see the format"
+            # YAML keys need not be strings (`? ` makes a null key): name them as written.
+            f"web config {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}",
+            "see the format",
         )
     return raw
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from synfin.errors import SynfinError
 from synfin.kernel import features as kernel
-from synfin.kernel import loader as probes
-from synfin.kernel import privileges, tracefs
+from synfin.kernel import loader, privileges, tracefs
 from synfin.kernel.btf import VMLINUX
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 
 MIN_KERNEL = (4, 16)
 BTF_PATH = VMLINUX
@@ -130,8 +130,8 @@ def check_privileges() -> Check:
 
 def check_bcc() -> Check:
     try:
-        bcc = probes.import_bcc()
-    except probes.ProbeError as error:
+        bcc = loader.import_bcc()
+    except loader.ProbeError as error:
         return Check("bcc", Status.FAIL, error.problem, error.fix)
     return Check("bcc", Status.OK, f"version {getattr(bcc, '__version__', 'unknown')}")
 
@@ -173,7 +173,7 @@ def _quiet_stderr() -> Iterator[None]:
 def check_state_probe(root: Path) -> Check:
     started = time.monotonic()
     try:
-        with probes.TcpProbe(probes.ProbeOptions(tracefs_root=root)):
+        with TcpProbe(ProbeOptions(tracefs_root=root)):
             pass
     except SynfinError as error:
         return Check("state probe", Status.FAIL, error.problem, error.fix)
@@ -181,15 +181,15 @@ def check_state_probe(root: Path) -> Check:
     return Check(
         "state probe",
         Status.OK,
-        f"{probes.TcpProbe.source} compiled, attached and detached in {elapsed:.1f}s",
+        f"{TcpProbe.source} compiled, attached and detached in {elapsed:.1f}s",
     )
 
 
 def check_fentry() -> Check:
     try:
         with _quiet_stderr():
-            probes.try_feature_probe("feature_fentry.c")
-    except probes.ProbeError as error:
+            loader.try_feature_probe("feature_fentry.c")
+    except loader.ProbeError as error:
         return Check(
             "fentry",
             Status.INFO,

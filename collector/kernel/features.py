@@ -15,10 +15,9 @@ from pathlib import Path
 from synfin.errors import SynfinError
 from synfin.kernel import tracefs
 from synfin.kernel.btf import BTF, VMLINUX, BTFError
+from synfin.records.description import STREAM_CAPABILITY, TIMEWAIT_CAPABILITY
 
 KALLSYMS = Path("/proc/kallsyms")
-TIMEWAIT_CAPABILITY = "timewait and request timers"
-STREAM_CAPABILITY = "event stream"
 
 # BPF features synfin's probe uses that arrived after the state tracepoint (4.16).
 RING_BUFFER = (5, 8)

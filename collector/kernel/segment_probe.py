@@ -116,6 +116,9 @@ class SegmentCapture(LoadedProbe):
         """Capture only ``family`` (0: any) segments to or from one of ``ports`` (empty: any)."""
         self._set_port_filter(b"segment_ports", b"segment_filter", ports, family)
 
+    def records_lost(self) -> int:
+        return self.stats().lost
+
     def stats(self) -> CaptureStats:
         table = self.bpf[b"segment_stats"]
         return CaptureStats(

@@ -10,9 +10,7 @@ import ctypes
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from synfin.engine.classify import facts_the_rules_read
 from synfin.kernel import features as kernel
 from synfin.kernel import privileges, tracefs
 from synfin.kernel.loader import (
@@ -26,6 +24,7 @@ from synfin.kernel.loader import (
 from synfin.records import abi
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.counters import N_STATE_SLOTS
+from synfin.records.description import KernelDescription
 from synfin.records.events import (
     STAT_EVENTS_LOST,
     STAT_EVENTS_SENT,
@@ -33,10 +32,6 @@ from synfin.records.events import (
     STAT_SOCKETS_TRACKED,
     STAT_TIMEWAIT_UNTRACKED,
 )
-
-if TYPE_CHECKING:
-    from synfin.engine.lifecycle import Engine
-
 
 # The category of each raw tracepoint synfin attaches (bcc names them without it).
 RAW_CATEGORY = {
@@ -58,6 +53,9 @@ class ProbeOptions:
     btf_path: Path | None = None
     kallsyms_path: Path = kernel.KALLSYMS
     stream_events: bool = True  # False: counters only (`synfin run`)
+    # The facts the classification reads (synfin.engine.classify.facts_the_rules_read): the
+    # probe counts endings by these bits only. Every bit by default.
+    ending_facts_mask: int = 0xFFFFFFFF
 
     def streams(self, features: kernel.KernelFeatures) -> bool:
         """Per-event records: wanted, and the kernel has the BPF ring buffer."""
@@ -70,7 +68,7 @@ class ProbeOptions:
             f"-DMAX_SOCKETS={self.max_sockets}",
             f"-DMAX_HALF_OPEN={self.max_half_open}",
             f"-DSTREAM_EVENTS={int(self.streams(features))}",
-            f"-DENDING_FACTS_MASK={int(facts_the_rules_read()):#x}",
+            f"-DENDING_FACTS_MASK={self.ending_facts_mask:#x}",
             *features.cflags(),
             # The host's headers may be for another kernel version; their warnings are noise.
             "-w",
@@ -128,11 +126,12 @@ class TcpProbe(LoadedProbe):
             self.close()
             raise
 
-    def configure(self, engine: Engine) -> None:
-        """Tell the lifecycle engine what this kernel shows: the names of its reset reasons,
-        and whether timewait sockets are visible at all."""
-        engine.reset_reasons = dict(self.features.reset_reasons)
-        engine.sees_timewait = self.features.available(kernel.TIMEWAIT_CAPABILITY)
+    def description(self) -> KernelDescription:
+        """What this kernel shows, for the lifecycle engine (and a recording's header)."""
+        return KernelDescription(
+            capabilities={c.name: c.available for c in self.features.capabilities},
+            reset_reasons=dict(self.features.reset_reasons),
+        )
 
     def open_stream(self, handler: RecordHandler) -> None:
         if not self.options.streams(self.features):
@@ -202,6 +201,9 @@ class TcpProbe(LoadedProbe):
 
     def _stat(self, index: int) -> int:
         return sum(self.bpf[b"stats"][ctypes.c_int(index)])
+
+    def records_lost(self) -> int:
+        return self._stat(STAT_EVENTS_LOST)
 
     def stream_stats(self) -> StreamStats:
         return StreamStats(sent=self._stat(STAT_EVENTS_SENT), lost=self._stat(STAT_EVENTS_LOST))

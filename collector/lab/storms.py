@@ -12,10 +12,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from synfin.kernel.namespaces import HostPair, entered
-from synfin.lab.scenarios import listen, nft, read_to_eof
+from synfin.kernel.procfs import ProcNet
+from synfin.lab.plays import listen, nft, read_to_eof
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ class Storm:
 def tcp_ext(namespace: str) -> dict[str, int]:
     """TcpExt counters of /proc/net/netstat as seen inside ``namespace``."""
     with entered(namespace):
-        lines = Path("/proc/thread-self/net/netstat").read_text().splitlines()
-    ext = [line.split()[1:] for line in lines if line.startswith("TcpExt:")]
-    return {name: int(value) for name, value in zip(ext[0], ext[1], strict=True)}
+        return ProcNet().tcp_ext()
 
 
 def _start_connect(hosts: HostPair, family: int, port: int) -> socket.socket:

@@ -7,7 +7,6 @@ both streams have gone quiet; TIME-WAIT is not waited out (60 s), so the 2MSL ch
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -17,6 +16,9 @@ from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import Tracer
+from synfin.records.events import DecodeError, decode
+from synfin.records.pump import Pump, Stream
+from synfin.records.segments import SegmentDecodeError, decode_segment
 
 QUIET_S = 0.4  # no record from either stream for this long: the scenario's segments are in
 LONGEST_S = 5.0
@@ -33,32 +35,26 @@ class LabTracer:
         except BaseException:
             self._probe.close()
             raise
-        self.tracer = Tracer(draw=draw, engine=Engine(), wait_for_time_wait=False)
-        self._probe.configure(self.tracer.engine)
+        engine = Engine(self._probe.description())
+        self.tracer = Tracer(draw=draw, engine=engine, wait_for_time_wait=False)
         for probe in (self._probe, self._capture):
             probe.set_filter(ports)
-        self._probe.open_stream(self.tracer.on_event_record)
-        self._capture.open_stream(self.tracer.on_segment_record)
-
-    @property
-    def _records(self) -> int:
-        counted = self.tracer.counters
-        return counted.events + counted.segments + counted.undecodable
+        self._pump = Pump(
+            [
+                Stream(self._probe, decode, self.tracer.on_event, DecodeError),
+                Stream(self._capture, decode_segment, self.tracer.on_segment, SegmentDecodeError),
+            ],
+            poll_ms=20,
+        )
 
     def draw_pending(self) -> None:
         """Wait for the last records of the scenario just played, then draw its connections."""
-        deadline = time.monotonic() + LONGEST_S
-        quiet_since, seen = time.monotonic(), self._records
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_S:
-            self._probe.poll(20)
-            self._capture.poll(20)
-            if self._records != seen:
-                quiet_since, seen = time.monotonic(), self._records
+        self._pump.run_until_quiet(QUIET_S, LONGEST_S)
         self.tracer.finish()
 
     @property
     def lost(self) -> int:
-        return self._probe.stream_stats().lost + self._capture.stats().lost
+        return self._pump.lost()
 
     def close(self) -> None:
         self._capture.close()

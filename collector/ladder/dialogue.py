@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synfin.engine.lifecycle import Connection, Output, Step, StepTaken
+from synfin.engine.connection import Connection, Output, Step, StepTaken
 from synfin.engine.states import State
 from synfin.records.addresses import format_endpoint
 from synfin.records.segments import Flag, Segment, covers

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synfin.engine.lifecycle import Step
+from synfin.engine.connection import Step
 from synfin.engine.states import State
 from synfin.ladder.dialogue import Dialogue, End
 from synfin.ladder.peer_states import infer

@@ -13,11 +13,12 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synfin.engine.lifecycle import TIMEWAIT_LEN_NS, Step
+from synfin.engine.connection import Step
+from synfin.engine.lifecycle import TIMEWAIT_LEN_NS
 from synfin.engine.states import State
 from synfin.ladder.dialogue import Dialogue, End
 from synfin.ladder.roles import Part, Role, Symbols
-from synfin.views.watch import format_duration
+from synfin.units import format_duration
 
 # Linux's timer wheel fires a 60 s timer up to 1/8 late (its coarsest level's granularity).
 TIMEWAIT_SLACK = 0.125

@@ -15,8 +15,8 @@ from synfin.engine.lifecycle import Engine
 from synfin.ladder.dialogue import Dialogue, Tracker
 from synfin.ladder.layout import Ladder, build
 from synfin.records.addresses import Network, any_in
-from synfin.records.events import DecodeError, decode
-from synfin.records.segments import SegmentDecodeError, decode_segment
+from synfin.records.events import Event
+from synfin.records.segments import Segment
 
 # How long a finished connection waits for stragglers from the other stream before it is drawn.
 SETTLE_NS = 150_000_000
@@ -46,7 +46,6 @@ class TraceFilter:
 class TraceCounters:
     events: int = 0
     segments: int = 0
-    undecodable: int = 0
     drawn: int = 0
 
 
@@ -68,22 +67,12 @@ class Tracer:
     def done(self) -> bool:
         return self.limit is not None and self.counters.drawn >= self.limit
 
-    def on_event_record(self, record: bytes) -> None:
-        try:
-            event = decode(record)
-        except DecodeError:
-            self.counters.undecodable += 1
-            return
+    def on_event(self, event: Event) -> None:
         self.counters.events += 1
         for output in self.engine.feed(event):
             self.tracker.on_output(output)
 
-    def on_segment_record(self, record: bytes) -> None:
-        try:
-            segment = decode_segment(record)
-        except SegmentDecodeError:
-            self.counters.undecodable += 1
-            return
+    def on_segment(self, segment: Segment) -> None:
         self.counters.segments += 1
         self.tracker.on_segment(segment)
 

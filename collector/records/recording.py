@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from synfin.errors import SynfinError
+from synfin.records.description import KernelDescription
 from synfin.records.events import DecodeError, Event, from_record
 
 SCHEMA = 1
@@ -31,16 +32,15 @@ class Header:
     schema: int = SCHEMA
     kernel: str = field(default_factory=platform.release)
     clock_offset_ns: int = 0  # add to an event's ts_ns for wall-clock time (when recorded)
-    capabilities: dict[str, bool] = field(default_factory=dict)
-    reset_reasons: dict[int, str] = field(default_factory=dict)
+    description: KernelDescription = field(default_factory=KernelDescription)
 
     def to_json(self) -> str:
         record = {
             "synfin_recording": self.schema,
             "kernel": self.kernel,
             "clock_offset_ns": self.clock_offset_ns,
-            "capabilities": self.capabilities,
-            "reset_reasons": {str(k): v for k, v in sorted(self.reset_reasons.items())},
+            "capabilities": dict(self.description.capabilities),
+            "reset_reasons": {str(k): v for k, v in sorted(self.description.reset_reasons.items())},
         }
         return json.dumps(record, separators=(",", ":"))
 
@@ -64,8 +64,12 @@ class Header:
                 schema=schema,
                 kernel=str(record.get("kernel", "")),
                 clock_offset_ns=int(record.get("clock_offset_ns", 0)),
-                capabilities=dict(record.get("capabilities", {})),
-                reset_reasons={int(k): str(v) for k, v in record.get("reset_reasons", {}).items()},
+                description=KernelDescription(
+                    capabilities=dict(record.get("capabilities", {})),
+                    reset_reasons={
+                        int(k): str(v) for k, v in record.get("reset_reasons", {}).items()
+                    },
+                ),
             )
         except (ValueError, TypeError, AttributeError):
             raise RecordingError(f"{path}: damaged header line", "record it again") from None

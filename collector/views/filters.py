@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synfin.engine.lifecycle import Classified, Finished, Noted, Output, StepTaken
+from synfin.engine.connection import Classified, Finished, Noted, Output, StepTaken
 from synfin.engine.states import State
 from synfin.records.addresses import Network, any_in
 

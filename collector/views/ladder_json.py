@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synfin.ladder.layout import Ladder, Mark
 from synfin.records.addresses import family_name
-from synfin.views.watch import MONOTONIC_TO_WALL_NS
+from synfin.units import MONOTONIC_TO_WALL_NS
 
 
 def _mark(mark: Mark, end: str, start_ns: int) -> dict[str, object]:

@@ -1,7 +1,6 @@
-"""``synfin watch`` and ``synfin replay``: the lifecycle engine's output, one line each.
+"""``synfin watch`` and ``synfin replay``: the lifecycle engine's outputs, one line each.
 
-Text for people (documented transitions, ``->`` observed and ``~>`` inferred), or JSON lines
-for programs. The same view serves live events and recorded ones.
+The same view serves live events and recorded ones; synfin.views.lines formats each line.
 """
 
 from __future__ import annotations
@@ -14,192 +13,22 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from synfin.engine.classify import LISTENER, Classification
-from synfin.engine.lifecycle import Classified, Engine, Finished, Noted, Output, StepTaken
-from synfin.kernel.sock_diag import Difference
-from synfin.records.addresses import family_name
-from synfin.records.events import DecodeError, Event, decode
+from synfin.engine.connection import Classified, Output
+from synfin.engine.lifecycle import Engine
+from synfin.engine.reconcile import Difference
+from synfin.records.events import Event
+from synfin.units import MONOTONIC_TO_WALL_NS
 from synfin.views.filters import OutputFilter
-
-# Kernel timestamps are CLOCK_MONOTONIC; this turns them into wall-clock time for display.
-MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Column widths of the text view: narrow for 80-odd columns, wide for IPv6 and more."""
-
-    endpoint: int = 23
-    wide: bool = False  # also the network namespace and the cgroup
-
-    def header(self) -> str:
-        extra = f"{'NETNS':<11} " if self.wide else ""
-        return (
-            f"{'TIME':<15} {extra}{'LOCAL':<{self.endpoint}} {'REMOTE':<{self.endpoint}} "
-            f"{'TRANSITION':<27} {'IN OLD':>9}  {'PROCESS':<16} NOTE"
-        )
-
-
-NARROW = Layout()
-# [IPv6]:port is at most 47 characters.
-WIDE = Layout(endpoint=47, wide=True)
-HEADER = NARROW.header()
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Kernel timestamps as people read them: wall-clock time, or seconds since a start."""
-
-    offset_ns: int = MONOTONIC_TO_WALL_NS
-    since_ns: int | None = None  # relative: seconds since this kernel timestamp
-
-    def format(self, ts_ns: int | None) -> str:
-        if ts_ns is None:
-            return "?"
-        if self.since_ns is not None:
-            return f"+{(ts_ns - self.since_ns) / 1e9:.6f}"
-        return format_clock(ts_ns, self.offset_ns)
-
-
-def format_duration(ns: int | None) -> str:
-    """A short human duration (``12us``, ``3.4ms``, ``61s``); blank when unknown."""
-    if ns is None:
-        return ""
-    for unit, scale in (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)):
-        if ns >= scale:
-            value = ns / scale
-            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
-    return f"{ns}ns"
-
-
-def format_clock(ts_ns: int | None, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
-    if ts_ns is None:
-        return "?"
-    wall_ns = ts_ns + offset_ns
-    seconds = wall_ns // 1_000_000_000
-    micros = (wall_ns // 1_000) % 1_000_000
-    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{micros:06d}"
-
-
-CLOSE_PHRASES = {
-    "graceful": "graceful close",
-    "half_close": "half-close",
-    "reset_sent": "reset",
-    "reset_received": "reset",
-    "abort": "abort",
-}
-
-
-def _owner(pid: int, comm: str) -> str:
-    return f"{pid}/{comm}" if pid else ""
-
-
-def format_text(
-    output: Output,
-    offset_ns: int = MONOTONIC_TO_WALL_NS,
-    layout: Layout = NARROW,
-    clock: Clock | None = None,
-) -> str | None:
-    """One line for people; None for outputs the text view leaves out."""
-    if isinstance(output, Finished):
-        return None  # its last step is already on screen
-    when = (clock or Clock(offset_ns)).format
-    width = layout.endpoint
-    holder = output.connection if output.connection is not None else output.event
-    netns = f"{holder.netns or '-':<11} " if layout.wide else ""
-    if isinstance(output, StepTaken):
-        conn, step = output.connection, output.step
-        arrow = "->" if step.observed else "~>"
-        transition = f"{step.source} {arrow} {step.target}"
-        line = (
-            f"{when(step.at_ns):<15} {netns}{conn.local:<{width}} {conn.remote:<{width}} "
-            f"{transition:<27} {format_duration(step.duration_ns):>9}  "
-            f"{_owner(conn.owner_pid, conn.comm):<16} {step.how}"
-        )
-    elif isinstance(output, Noted):
-        event = output.event
-        line = (
-            f"{when(event.ts_ns):<15} {netns}{event.local:<{width}} {event.remote:<{width}} "
-            f"{'':<27} {'':>9}  {_owner(event.owner_pid, event.comm):<16} {output.text}"
-        )
-    else:
-        conn, verdict = output.connection, output.classification
-        line = (
-            f"{when(output.event.ts_ns):<15} {netns}{conn.local:<{width}} "
-            f"{conn.remote:<{width}} = {verdict_summary(verdict)}: {verdict.detail}"
-        )
-    return line.rstrip()
-
-
-def verdict_summary(verdict: Classification) -> str:
-    """``active open, established; local graceful close``."""
-    if verdict.open == LISTENER:
-        return LISTENER
-    summary = f"{verdict.open} open, {verdict.result}"
-    if verdict.close:
-        summary += f"; {verdict.initiator} {CLOSE_PHRASES.get(verdict.close, verdict.close)}"
-    return summary
-
-
-def _endpoints(output: Output) -> dict[str, object]:
-    source: Event = output.event
-    conn = output.connection
-    holder = conn if conn is not None else source
-    return {
-        "family": family_name(holder.family),
-        "netns": holder.netns or None,
-        "local": holder.local,
-        "remote": holder.remote,
-        "owner_pid": holder.owner_pid or None,
-        "comm": holder.comm or None,
-    }
-
-
-def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
-    record: dict[str, object] = {"time": (output.event.ts_ns + offset_ns) / 1e9}
-    record.update(_endpoints(output))
-    if isinstance(output, StepTaken):
-        record["type"] = "step"
-        record.update(output.step.to_dict())
-        record["pid"] = output.event.pid if output.event.in_process_context else None
-    elif isinstance(output, Noted):
-        record["type"] = "note"
-        record["text"] = output.text
-    elif isinstance(output, Finished):
-        record["type"] = "finished"
-        record.update(output.connection.to_dict())
-    else:
-        record["type"] = "classified"
-        record.update(output.classification.to_dict())
-        record["path"] = [state.value for state in output.connection.path()]
-    return json.dumps(record, separators=(",", ":"))
-
-
-CSV_COLUMNS = (
-    "time", "type", "family", "netns", "local", "remote", "from", "to", "observed",
-    "time_in_from_s", "owner_pid", "comm", "note",
-)  # fmt: skip
-
-
-def csv_row(output: Output, clock: Clock) -> list[object] | None:
-    """One CSV row in CSV_COLUMNS order; None for outputs the CSV leaves out."""
-    if isinstance(output, Finished):
-        return None
-    holder = output.connection if output.connection is not None else output.event
-    common = [family_name(holder.family), holder.netns or "", holder.local, holder.remote]
-    owner = [holder.owner_pid or "", holder.comm]
-    if isinstance(output, StepTaken):
-        step = output.step
-        duration = "" if step.duration_ns is None else f"{step.duration_ns / 1e9:.9f}"
-        return [
-            clock.format(step.at_ns), "step", *common, step.source.value, step.target.value,
-            int(step.observed), duration, *owner, step.how,
-        ]  # fmt: skip
-    if isinstance(output, Noted):
-        return [clock.format(output.event.ts_ns), "note", *common, "", "", "", "", *owner,
-                output.text]  # fmt: skip
-    verdict = output.classification
-    note = f"{verdict_summary(verdict)}: {verdict.detail}"
-    return [clock.format(output.event.ts_ns), "classified", *common, "", "", "", "", *owner, note]
+from synfin.views.lines import (
+    CLOSE_PHRASES,
+    CSV_COLUMNS,
+    NARROW,
+    Clock,
+    Layout,
+    csv_row,
+    format_json,
+    format_text,
+)
 
 
 @dataclass
@@ -242,14 +71,6 @@ class View:
             self.out.write(self.layout.header() + "\n")
         elif self._csv is not None:
             self._csv.writerow(CSV_COLUMNS)
-
-    def on_record(self, record: bytes) -> None:
-        try:
-            event = decode(record)
-        except DecodeError:
-            self.counters.undecodable += 1
-            return
-        self.on_event(event)
 
     def on_event(self, event: Event) -> None:
         self.counters.seen += 1

@@ -101,14 +101,14 @@ def test_process_is_named_only_in_process_context(
     by_transition = {transition(e): e for e in state_changes(events)}
 
     # Syscalls of this process: connect, listen and the two closes.
-    for transition in [
+    for step in [
         (State.CLOSED, State.SYN_SENT),
         (State.CLOSED, State.LISTEN),
         (State.ESTABLISHED, State.FIN_WAIT_1),
         (State.CLOSE_WAIT, State.LAST_ACK),
     ]:
-        event = by_transition[transition]
-        assert event.in_process_context, transition
+        event = by_transition[step]
+        assert event.in_process_context, step
         assert event.pid == os.getpid()
         assert event.comm
     # The accepted socket is created by the arriving third ACK, in softirq. On veth that

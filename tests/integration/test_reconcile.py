@@ -9,11 +9,12 @@ import time
 import pytest
 
 from synfin.engine.lifecycle import Engine
+from synfin.engine.reconcile import Reconciler, Scope
 from synfin.engine.states import State
 from synfin.kernel.namespaces import HostPair
-from synfin.kernel.sock_diag import Reconciler, Scope
+from synfin.kernel.sock_diag import census
 from synfin.kernel.state_probe import TcpProbe
-from synfin.lab.scenarios import ACK_SEPARATELY, pair, read_to_eof
+from synfin.lab.plays import ACK_SEPARATELY, pair, read_to_eof
 from synfin.records.events import EventKind
 
 from .conftest import Recorder
@@ -43,7 +44,7 @@ def follow_preexisting(
         os.stat(f"/run/netns/{ns}").st_ino
         for ns in (hosts.client.namespace, hosts.server.namespace)
     )
-    reconciler = Reconciler(engine, Scope(ports=frozenset({port}), netns=inodes))
+    reconciler = Reconciler(engine, census, Scope(ports=frozenset({port}), netns=inodes))
     assert reconciler.seed() == 3
     assert reconciler.check() == ([], 3)
     assert sorted(state.value for state in engine.preexisting.values()) == [

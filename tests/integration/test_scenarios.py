@@ -12,13 +12,15 @@ import socket
 
 import pytest
 
+from synfin.engine.reconcile import Reconciler, Scope
 from synfin.engine.states import State
 from synfin.kernel.namespaces import HostPair
-from synfin.kernel.sock_diag import Reconciler, Scope
+from synfin.kernel.sock_diag import census
 from synfin.lab.scenarios import SCENARIOS, Scenario, snmp_counters
 from synfin.records import recording
+from synfin.records.description import KernelDescription
 from synfin.records.events import Event
-from synfin.views.watch import MONOTONIC_TO_WALL_NS
+from synfin.units import MONOTONIC_TO_WALL_NS
 from tests.paths import FIXTURES
 from tests.scenario_checks import COMPARED_COUNTERS, check_connections, connections_done, run_engine
 
@@ -43,10 +45,10 @@ def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: after[name] - before[name] for name in COMPARED_COUNTERS}
 
 
-def write_fixture(name: str, events: list[Event], reset_reasons: dict[int, str]) -> None:
+def write_fixture(name: str, events: list[Event], described: KernelDescription) -> None:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     with (FIXTURES / f"{name}.jsonl").open("w") as out:
-        header = recording.Header(clock_offset_ns=MONOTONIC_TO_WALL_NS, reset_reasons=reset_reasons)
+        header = recording.Header(clock_offset_ns=MONOTONIC_TO_WALL_NS, description=described)
         writer = recording.Writer(out, header)
         for event in events:
             writer.write(event)
@@ -67,10 +69,10 @@ def test_scenario(
 
     scenario.run(hosts, family, port)
 
-    reasons = recorder.probe.features.reset_reasons
-    events = recorder.wait_for(lambda evs: connections_done(run_engine(evs, reasons), scenario))
+    described = recorder.probe.description()
+    events = recorder.wait_for(lambda evs: connections_done(run_engine(evs, described), scenario))
     after = {role: snmp_counters(ns) for role, ns in namespaces.items()}
-    run = run_engine(events, reasons)
+    run = run_engine(events, described)
 
     check_connections(run, scenario)
     for role, namespace in namespaces.items():
@@ -87,7 +89,7 @@ def test_scenario(
     # Ground truth: the sockets still alive (TIME-WAIT ones) as the kernel lists them.
     inodes = frozenset(namespace_inode(ns) for ns in namespaces.values())
     differences, compared = Reconciler(
-        run.engine, Scope(ports=frozenset({port}), netns=inodes)
+        run.engine, census, Scope(ports=frozenset({port}), netns=inodes)
     ).check()
     assert differences == [], f"engine and sock_diag disagree over {compared} sockets"
     sides = [scenario.client, scenario.server]
@@ -102,4 +104,4 @@ def test_scenario(
         assert retransmitted > 0
 
     if os.environ.get("SYNFIN_RECORD_FIXTURES"):
-        write_fixture(request.node.callspec.id, events, reasons)
+        write_fixture(request.node.callspec.id, events, described)

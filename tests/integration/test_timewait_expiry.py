@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from synfin.kernel.namespaces import HostPair
-from synfin.lab.scenarios import client_closes
+from synfin.lab.plays import client_closes
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 

@@ -31,6 +31,7 @@ from synfin.ladder.rules import (
     Verdict,
 )
 from synfin.ladder.tracer import Tracer
+from synfin.records.events import decode
 from synfin.records.segments import decode_segment
 from synfin.views.ladder_text import render
 from tests.paths import FIXTURES
@@ -97,9 +98,9 @@ def trace(
     ladders: list[Ladder] = []
     tracer = Tracer(draw=ladders.append, wait_for_time_wait=False)
     for record in recorder.records:
-        tracer.on_event_record(record)
+        tracer.on_event(decode(record))
     for record in capture.records:
-        tracer.on_segment_record(record)
+        tracer.on_segment(decode_segment(record))
     tracer.finish()
     assert capture.capture.stats().lost == 0
     return ladders

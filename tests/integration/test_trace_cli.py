@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from synfin.kernel.namespaces import HostPair
-from synfin.lab.scenarios import SCENARIOS, pair
+from synfin.lab.plays import pair
+from synfin.lab.scenarios import SCENARIOS
 from tests.paths import REPO
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]

@@ -11,7 +11,7 @@ import click
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synfin.cli.main import load_config_file, run
+from synfin.cli.run import load_config_file, run
 from synfin.exporter.web import WebConfigError, load_web_config
 from synfin.records.events import DecodeError, Event, from_record
 from synfin.records.recording import Reader, RecordingError

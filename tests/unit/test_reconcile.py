@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from synfin.engine.states import State
-from synfin.kernel.sock_diag import Difference, KernelSocket, Scope, compare, count
+from synfin.engine.reconcile import Difference, Scope, compare, count
+from synfin.engine.states import KernelState, State
+from synfin.kernel.sock_diag import KernelSocket
 from synfin.records.addresses import pack_address
 
 
@@ -21,7 +22,7 @@ def test_compare_reports_every_difference() -> None:
 
 def test_scope_filters_like_the_stream() -> None:
     v4 = pack_address("192.0.2.1")[1]
-    sock = KernelSocket(7, socket.AF_INET, State.ESTABLISHED, v4, 40000, v4, 80)
+    sock = KernelSocket(7, socket.AF_INET, KernelState.ESTABLISHED, v4, 40000, v4, 80)
     assert Scope().covers(sock)
     assert Scope(ports=frozenset({80})).covers(sock)
     assert not Scope(ports=frozenset({443})).covers(sock)

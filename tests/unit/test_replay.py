@@ -29,7 +29,7 @@ def test_every_scenario_has_recordings_for_both_families() -> None:
 def test_replay_reproduces_the_live_results(path: Path) -> None:
     scenario = SCENARIOS[scenario_name(path)]
     with Reader(path) as reader:
-        run = run_engine(reader, reader.header.reset_reasons)
+        run = run_engine(reader, reader.header.description)
 
     check_connections(run, scenario)
     expected = {name: sum(scenario.snmp.get(role, {}).get(name, 0) for role in ("client", "server"))

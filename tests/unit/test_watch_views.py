@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from synfin.cli.main import main
 from synfin.errors import EXIT_USAGE
-from synfin.views.watch import CSV_COLUMNS
+from synfin.views.lines import CSV_COLUMNS
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES / "scenarios"

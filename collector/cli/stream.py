@@ -1,0 +1,235 @@
+"""``synfin watch``, ``synfin record`` and ``synfin replay``: the state probe's event stream.
+
+The probe is attached first; the lifecycle engine is then built from what it says the kernel
+shows (the same description a recording's header carries, so replay builds the same engine),
+and the record pump moves events to the view or the recording until a signal or --duration.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from synfin.cli.support import (
+    FAMILIES,
+    R,
+    ViewOptions,
+    family_option,
+    port_option,
+    power_of_two,
+    reports_errors,
+    silence_stdout,
+    stop_on_signals,
+    tracefs_option,
+    view_filters,
+)
+from synfin.engine.lifecycle import Engine
+from synfin.engine.reconcile import Reconciler, Scope
+from synfin.errors import SynfinError
+from synfin.kernel import sock_diag
+from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.records import recording
+from synfin.records.events import DecodeError, Event, decode
+from synfin.records.pump import Periodic, Pump, Stream
+from synfin.units import MONOTONIC_TO_WALL_NS
+from synfin.views.watch import View
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """What to stream: the options every streaming command shares."""
+
+    ports: tuple[int, ...]
+    family: str
+    duration: float | None
+    ring_buffer_pages: int
+    tracefs_root: Path | None
+
+
+def stream_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add the shared streaming options; the command receives them as ``request``."""
+
+    @port_option
+    @family_option
+    @click.option(
+        "--duration",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Stop after this many seconds (default: until Ctrl-C).",
+    )
+    @click.option(
+        "--ring-buffer-pages",
+        type=click.IntRange(1, 1 << 18),
+        callback=power_of_two,
+        default=ProbeOptions.ringbuf_pages,
+        show_default=True,
+        help="Ring buffer size in pages (a power of two); raise it if events are lost.",
+    )
+    @tracefs_option
+    @functools.wraps(command)
+    def wrapper(
+        ports: tuple[int, ...],
+        family: str,
+        duration: float | None,
+        ring_buffer_pages: int,
+        tracefs_root: Path | None,
+        **kwargs: object,
+    ) -> R:
+        request = StreamRequest(ports, family, duration, ring_buffer_pages, tracefs_root)
+        return command(request=request, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Streamed:
+    decoded: int
+    undecodable: int
+    lost: int  # records the ring buffer had no room for
+
+
+def stream(
+    request: StreamRequest,
+    command: str,
+    start: Callable[[TcpProbe], tuple[EventSink, Sequence[Periodic]]],
+) -> Streamed:
+    """Attach; ``start`` gets the probe and returns where events go (and what to run between
+    polls); deliver until a signal or the duration; detach."""
+    options = ProbeOptions(
+        ringbuf_pages=request.ring_buffer_pages, tracefs_root=request.tracefs_root
+    )
+    deadline = time.monotonic() + request.duration if request.duration else None
+    with TcpProbe(options) as probe, stop_on_signals() as stopping:
+        probe.set_filter(request.ports, FAMILIES[request.family])
+        click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
+        sink, periodic = start(probe)
+        pump = Pump([Stream(probe, decode, sink, DecodeError)])
+
+        def keep_going() -> bool:
+            return not stopping() and (deadline is None or time.monotonic() < deadline)
+
+        try:
+            pump.run(keep_going, periodic, after_poll=sys.stdout.flush)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            silence_stdout()
+        tally = pump.streams[0].tally
+        return Streamed(tally.decoded, tally.undecodable, pump.lost())
+
+
+@click.command()
+@stream_options
+@view_filters
+@click.option(
+    "--reconcile",
+    "reconcile_every",
+    type=click.FloatRange(min=0.1),
+    help="Every this many seconds, compare synfin's count of sockets per state with the "
+    "kernel's (sock_diag) and show any difference. Also learns the sockets that existed "
+    "before synfin started.",
+)
+@reports_errors
+def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: float | None) -> None:
+    """Show every TCP connection's steps through the textbook states as they happen.
+
+    One line per documented transition: time, local and remote address, the transition
+    (`->` observed in the kernel, `~>` inferred from other evidence, named in NOTE), how long
+    the socket stayed in the old state (blank when synfin did not see it enter), and the
+    owning process: the one seen acting on the socket in its own context (connect, listen,
+    close), never one that merely happened to be interrupted by a softirq. A line with `=`
+    classifies a connection when its socket goes away.
+    """
+    views: list[View] = []
+
+    def start(probe: TcpProbe) -> tuple[EventSink, list[Periodic]]:
+        view = View(
+            out=sys.stdout,
+            engine=Engine(probe.description()),
+            style=view_options.style,
+            shown=view_options.shown,
+            relative=view_options.relative,
+            layout=view_options.layout,
+        )
+        views.append(view)
+        view.header()
+        if not reconcile_every:
+            return view.on_event, []
+        scope = Scope(ports=frozenset(request.ports), family=FAMILIES[request.family])
+        reconciler = Reconciler(view.engine, sock_diag.census, scope)
+        reconciler.seed()
+        check = Periodic(reconcile_every, lambda: view.reconciled(*reconciler.check()))
+        check.due = time.monotonic() + reconcile_every
+        return view.on_event, [check]
+
+    streamed = stream(request, "watch", start)
+    view = views[0]
+    view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
+    click.echo(view.summary(), err=True)
+
+
+@click.command()
+@stream_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Write the recording here (JSON lines).",
+)
+@reports_errors
+def record(request: StreamRequest, output: Path) -> None:
+    """Record decoded kernel events to a file, for `synfin replay` and test fixtures."""
+    try:
+        handle = output.open("w")
+    except OSError as error:
+        raise SynfinError(
+            f"cannot write {output}: {error.strerror}", "choose a writable path"
+        ) from None
+
+    def start(probe: TcpProbe) -> tuple[EventSink, list[Periodic]]:
+        header = recording.Header(
+            clock_offset_ns=MONOTONIC_TO_WALL_NS, description=probe.description()
+        )
+        return recording.Writer(handle, header).write, []
+
+    with handle:
+        streamed = stream(request, "record", start)
+    click.echo(
+        f"synfin record: {streamed.decoded} events, {streamed.lost} lost, written to {output}",
+        err=True,
+    )
+
+
+@click.command()
+@click.argument("path", metavar="RECORDING", type=click.Path(path_type=Path, dir_okay=False))
+@view_filters
+@reports_errors
+def replay(path: Path, view_options: ViewOptions) -> None:
+    """Run a recording through the lifecycle engine, as `watch` would have shown it.
+
+    Needs neither root nor BPF.
+    """
+    with recording.Reader(path) as reader:
+        view = View(
+            out=sys.stdout,
+            engine=Engine(reader.header.description),
+            style=view_options.style,
+            offset_ns=reader.header.clock_offset_ns,
+            shown=view_options.shown,
+            relative=view_options.relative,
+            layout=view_options.layout,
+        )
+        view.header()
+        try:
+            for event in reader:
+                view.on_event(event)
+        except BrokenPipeError:
+            silence_stdout()
+    click.echo(view.summary("replay"), err=True)
