@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from observer import memory_mb, start_synfin_run  # noqa: E402
 
-from synfin.kernel.namespaces import HostPair, entered, ip  # noqa: E402
+from synfin.kernel.namespaces import entered  # noqa: E402
+from synfin.lab.hosts import HostPair, ip  # noqa: E402
 from synfin.lab.plays import nft  # noqa: E402
 from synfin.lab.storms import tcp_ext  # noqa: E402
 

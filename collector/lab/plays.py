@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from synfin.errors import EnvironmentProblem
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 
 TIMEOUT = 10.0  # no socket call in a play may block longer
 CLOCK_MONOTONIC_COARSE = 6  # <linux/time.h>; Python's time module names it only from 3.13

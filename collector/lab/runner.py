@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from synfin.engine.classify import LISTENER
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS, Expected, Scenario
 from synfin.lab.storms import STORMS, Storm
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from synfin.engine.states import State
-from synfin.kernel.namespaces import HostPair, entered
+from synfin.kernel.namespaces import entered
 from synfin.kernel.procfs import ProcNet
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import (
     client_closes,
     half_close,

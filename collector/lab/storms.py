@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from synfin.kernel.namespaces import HostPair, entered
+from synfin.kernel.namespaces import entered
 from synfin.kernel.procfs import ProcNet
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import listen, nft, read_to_eof
 
 

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from types import TracebackType
 
 from synfin.engine.lifecycle import Engine
-from synfin.kernel.namespaces import NETNS_DIR, HostPair
+from synfin.kernel.namespaces import NETNS_DIR
 from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import Tracer
 from synfin.records.events import DecodeError, decode

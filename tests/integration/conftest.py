@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.records.events import Event, decode
 
 pytest.register_assert_rewrite("tests.scenario_checks")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS
 from tests.paths import REPO
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS, snmp_counters
 
 from .servers import prometheus, synfin_run

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.lab.storms import STORMS
 from synfin.records.events import EventKind
 

@@ -11,8 +11,8 @@ from synfin import probes
 from synfin.engine.states import KernelState
 from synfin.kernel.features import detect
 from synfin.kernel.loader import ProbeError
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import client_closes, connect, listen
 from synfin.records import abi
 from synfin.records.events import EventKind

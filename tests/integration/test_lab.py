@@ -14,9 +14,9 @@ import pytest
 from synfin.engine.classify import Ending, classify
 from synfin.engine.states import State, documented
 from synfin.kernel import counters
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.sock_diag import take
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.lab.storms import STORMS, tcp_ext
 from synfin.records.events import Fact
 

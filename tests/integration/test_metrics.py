@@ -13,8 +13,8 @@ import socket
 import pytest
 
 from synfin.kernel import counters as counters_module
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS
 from tests.paths import FIXTURES
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from synfin.engine.states import PASSIVE_OPEN_PASSIVE_CLOSE, State, documented
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.events import EVENT_SIZE, Event, EventKind
 

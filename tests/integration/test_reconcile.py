@@ -11,9 +11,9 @@ import pytest
 from synfin.engine.lifecycle import Engine
 from synfin.engine.reconcile import Reconciler, Scope
 from synfin.engine.states import State
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.sock_diag import census
 from synfin.kernel.state_probe import TcpProbe
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import ACK_SEPARATELY, pair, read_to_eof
 from synfin.records.events import EventKind
 

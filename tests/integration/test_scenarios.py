@@ -14,8 +14,8 @@ import pytest
 
 from synfin.engine.reconcile import Reconciler, Scope
 from synfin.engine.states import State
-from synfin.kernel.namespaces import HostPair
 from synfin.kernel.sock_diag import census
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS, Scenario, snmp_counters
 from synfin.records import recording
 from synfin.records.description import KernelDescription

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import client_closes
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from synfin.kernel.namespaces import NETNS_DIR, HostPair
+from synfin.kernel.namespaces import NETNS_DIR
 from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
+from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS
 from synfin.ladder.layout import Ladder
 from synfin.ladder.rules import (

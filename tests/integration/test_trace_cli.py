@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from synfin.kernel.namespaces import HostPair
+from synfin.lab.hosts import HostPair
 from synfin.lab.plays import pair
 from synfin.lab.scenarios import SCENARIOS
 from tests.paths import REPO
