@@ -6,8 +6,9 @@ Starts nginx on loopback, then for each round runs `ab` once per configuration, 
 nothing attached (the limit), `synfin run` (metrics only), `synfin watch --json > /dev/null`
 (per-event streaming), `synfin trace` with a filter that matches nothing (`trace-none`) and
 with none at all (`trace-all`, every connection drawn as JSON), and bcc's `tcpstates` writing
-to /dev/null. Each `ab` request is one
-TCP connection (HTTP/1.0, no keep-alive). Writes raw results as JSON and a Markdown table.
+to /dev/null; with `--baseline PATH --configs none,run,run-baseline`, another installation's
+`synfin run` beside this one. Each `ab` request is one TCP connection (HTTP/1.0, no
+keep-alive). Writes raw results as JSON and a Markdown table.
 Installs nginx-light, apache2-utils and bpfcc-tools from the distribution if missing.
 """
 
@@ -41,7 +42,10 @@ SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 NGINX_PORT = 18080
 METRICS_PORT = 19977
 PACKAGES = {"nginx": "nginx-light", "ab": "apache2-utils", "tcpstates-bpfcc": "bpfcc-tools"}
-CONFIGS = ("none", "run", "watch", "trace-none", "trace-all", "tcpstates")
+CONFIGS = ("none", "run", "run-baseline", "watch", "trace-none", "trace-all", "tcpstates")
+# `synfin run` of another installation (--baseline), e.g. the previous release's, in the same
+# rotation: a change's cost is read as a ratio measured beside its predecessor.
+RUNS = ("run", "run-baseline")
 STREAMING = ("watch", "trace-none", "trace-all", "tcpstates")
 # trace's summary line: "... drawn from S segments and E state events, L lost".
 LOST = {"watch": rb"(\d+) events, (\d+) lost", "trace-all": rb"events, ()(\d+) lost",
@@ -109,9 +113,13 @@ def scrape(names: tuple[str, ...]) -> dict[str, float]:
     return totals
 
 
-def start_observer(config: str, sink: Path) -> subprocess.Popen[bytes] | None:
+def start_observer(
+    config: str, sink: Path, baseline: str | None = None
+) -> subprocess.Popen[bytes] | None:
+    serve = ["run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"]
     commands = {
-        "run": [SYNFIN, "run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"],
+        "run": [SYNFIN, *serve],
+        "run-baseline": [baseline or "synfin-baseline-not-given", *serve],
         "watch": [SYNFIN, "watch", "--json"],
         # Port 1: nothing on loopback uses it, so the filters in the kernel drop everything.
         "trace-none": [SYNFIN, "trace", "--port", "1", "--format", "json"],
@@ -142,10 +150,12 @@ def ab(requests: int, concurrency: int) -> float:
     return float(match[1])
 
 
-def measure(config: str, number: int, requests: int, concurrency: int) -> Result:
+def measure(
+    config: str, number: int, requests: int, concurrency: int, baseline: str | None = None
+) -> Result:
     with tempfile.TemporaryDirectory() as folder:
         sink = Path(folder) / "out"
-        observer = start_observer(config, sink)
+        observer = start_observer(config, sink, baseline)
         try:
             return _measure_with(observer, config, number, requests, concurrency, sink)
         finally:
@@ -164,12 +174,12 @@ def _measure_with(
 ) -> Result:
     names = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total")
     # Scrape, then read the kernel: the scrape's own connection is in both counts.
-    metrics_before = scrape(names) if config == "run" else {}
+    metrics_before = scrape(names) if config in RUNS else {}
     cpu_before = process_cpu(observer.pid) if observer else 0.0
     kernel_before = ProcNet(PROC).tcp()
     rate = ab(requests, concurrency)
     time.sleep(0.5)  # let the last closes and the stream settle
-    metrics_after = scrape(names) if config == "run" else {}
+    metrics_after = scrape(names) if config in RUNS else {}
     kernel_after = ProcNet(PROC).tcp()
     result = Result(
         config,
@@ -184,7 +194,7 @@ def _measure_with(
     result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
     result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
     result.observer_rss_mb = memory_mb(observer.pid, "VmRSS")
-    if config == "run":
+    if config in RUNS:
         result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
         result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
     observer.send_signal(signal.SIGINT)
@@ -232,7 +242,7 @@ def concurrency_table(results: list[Result]) -> str:
     ]
     for config, runs in by_config.items():
         rate = statistics.median(r.requests_per_second for r in runs)
-        if config == "run":
+        if config in RUNS:
             exact = all(
                 r.synfin_connects == r.connections and r.synfin_accepts == r.kernel_passive_opens
                 for r in runs
@@ -264,7 +274,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", default="20", help="one level, or a sweep: 1,10,50,200")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "run-baseline"))
+    parser.add_argument(
+        "--baseline", help="another installation's synfin executable, measured as run-baseline"
+    )
     parser.add_argument("--raw", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--plot", type=Path, help="write throughput vs. concurrency as SVG")
     args = parser.parse_args()
@@ -273,6 +286,9 @@ def main() -> int:
         return 3
     ensure_tools()
     configs = [c for c in args.configs.split(",") if c]
+    if "run-baseline" in configs and not args.baseline:
+        print("bench: run-baseline needs --baseline PATH/TO/synfin", file=sys.stderr)
+        return 2
     levels = [int(level) for level in args.concurrency.split(",")]
     results: list[Result] = []
     with nginx():
@@ -281,7 +297,7 @@ def main() -> int:
             order = configs[number % len(configs) :] + configs[: number % len(configs)]
             for concurrency in levels:
                 for config in order:
-                    result = measure(config, number, args.requests, concurrency)
+                    result = measure(config, number, args.requests, concurrency, args.baseline)
                     print(json.dumps(asdict(result)), flush=True)
                     results.append(result)
     args.raw.parent.mkdir(parents=True, exist_ok=True)

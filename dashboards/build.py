@@ -4,7 +4,7 @@
     python dashboards/build.py --check  # exit 1 if the committed JSON differs
 
 Plain Python, no SDK: every panel comes from a few helpers, so units, descriptions and the
-datasource variable are set the same way everywhere, and tests/test_dashboards.py checks the
+datasource variable are set the same way everywhere, and tests/integration/test_dashboards.py checks the
 result and evaluates every query against a real Prometheus.
 """
 

@@ -1,6 +1,8 @@
-// The records synfin's probe writes to its ring buffer, and the constants shared with
-// collector/records/events.py, which decodes them. Change both together: tests/test_events.py pins
-// the Python side and the integration tests check the kernel's records against it.
+// The records synfin's probe writes to its ring buffer, and every constant shared with Python.
+// This file is the one definition: Python parses it when synfin starts
+// (collector/records/abi.py), tests/unit/test_abi.py checks that parse against a C compiler,
+// and the loader checks each map's key and value sizes against it. Keep to what abi.py reads:
+// integer #defines, enums, and structs of fixed-size fields.
 #ifndef SYNFIN_EVENTS_H
 #define SYNFIN_EVENTS_H
 

@@ -1,5 +1,6 @@
 // The record probes/tcp_segments.c writes for each captured TCP segment, decoded by
-// collector/records/segments.py. Change both together: tests/test_segments.py pins the layout.
+// collector/records/segments.py with the layout Python parses from this file
+// (collector/records/abi.py; checked against a C compiler in tests/unit/test_abi.py).
 #ifndef SYNFIN_SEGMENTS_H
 #define SYNFIN_SEGMENTS_H
 

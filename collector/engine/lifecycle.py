@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from synfin.engine.classify import Ending, classify
 from synfin.engine.connection import (
@@ -27,12 +28,13 @@ from synfin.engine.connection import (
     StepTaken,
 )
 from synfin.engine.snmp import SnmpCounts
-from synfin.engine.states import KernelState, State, documented
+from synfin.engine.states import KernelState, State, documented, textbook_edge
 from synfin.records.description import KernelDescription
 from synfin.records.events import Event, EventKind, Fact
 
 # TCP_TIMEWAIT_LEN: compiled into the kernel (include/net/tcp.h), 2MSL as Linux counts it.
 TIMEWAIT_LEN_NS = 60 * 1_000_000_000
+OFF_DIAGRAM = "not an arrow of the textbook diagram"
 
 
 def _key(event: Event) -> SocketKey:
@@ -129,6 +131,11 @@ class Engine:
         self, conn: Connection, event: Event, target: State, at: int | None, **kw: object
     ) -> StepTaken:
         step = Step(conn.state, target, at, conn.state_ns, **kw)  # type: ignore[arg-type]
+        if step.source is not target and textbook_edge(step.source, target) is None:
+            # A kernel path the diagram has no arrow for (events lost, an unknown kernel state):
+            # shown as it happened, and said to be off the diagram.
+            how = f"{step.how}; " if step.how else ""
+            step = replace(step, how=f"{how}{OFF_DIAGRAM}")
         return StepTaken(conn, conn.take(step), event)
 
     # -- handlers ------------------------------------------------------------------------------

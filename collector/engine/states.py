@@ -13,7 +13,7 @@ metrics and the live views all share, and it is tested on its own.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -100,6 +100,58 @@ def documented(value: int) -> State:
     return _DOCUMENTED_BY_VALUE.get(value, State.UNKNOWN)
 
 
+class By(enum.Enum):
+    """Who moves an end along an arrow."""
+
+    APPLICATION = "application"  # a call: listen, connect, close
+    SENT = "sent"  # a segment this end sends
+    RECEIVED = "received"  # a segment this end receives
+    TIMER = "timer"  # a timer of this end runs out
+
+
+class Call(enum.Enum):
+    """The application's calls that the diagram draws."""
+
+    LISTEN = "listen"
+    CONNECT = "connect"
+    CLOSE = "close"
+
+
+class TextbookSegment(enum.Enum):
+    """The segments the diagram names (and its timeout), whatever else they carry."""
+
+    SYN = "SYN"
+    SYN_ACK = "SYN+ACK"
+    ACK_OF_SYN = "ACK of SYN"
+    # A FIN that does not acknowledge the other end's FIN: received in FIN-WAIT-1, it means the
+    # FINs crossed.
+    FIN = "FIN"
+    FIN_ACK = "FIN with the ACK of the other FIN"
+    ACK_OF_FIN = "ACK of FIN"
+    RST = "RST"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What moves an end along an arrow, in a form a program can match."""
+
+    by: By
+    what: Call | TextbookSegment
+
+    def __post_init__(self) -> None:
+        call, timeout = isinstance(self.what, Call), self.what is TextbookSegment.TIMEOUT
+        if call != (self.by is By.APPLICATION) or timeout != (self.by is By.TIMER):
+            raise ValueError(f"a trigger by {self.by.value} cannot be {self.what.value}")
+
+    def __str__(self) -> str:
+        if self.by is By.APPLICATION:
+            return f"{self.what.value}()"
+        if self.by is By.TIMER:
+            return self.what.value
+        return f"{self.by.value} {self.what.value}"
+
+
 @dataclass(frozen=True)
 class Edge:
     """One arrow of the textbook state diagram."""
@@ -108,36 +160,90 @@ class Edge:
     target: State
     cause: str  # what the application did or what segment arrived
     sends: str  # what this side sends as a result ("" for nothing)
+    # The cause for programs. An application call is also listed as the segment it puts on the
+    # wire, which is all an observer of another host's segments can see of it.
+    triggers: tuple[Trigger, ...]
 
 
+T = TextbookSegment
+ON_LISTEN = Trigger(By.APPLICATION, Call.LISTEN)
+ON_CONNECT = Trigger(By.APPLICATION, Call.CONNECT)
+ON_CLOSE = Trigger(By.APPLICATION, Call.CLOSE)
+ON_TIMEOUT = Trigger(By.TIMER, T.TIMEOUT)
+
+
+def sent(what: TextbookSegment) -> Trigger:
+    return Trigger(By.SENT, what)
+
+
+def received(what: TextbookSegment) -> Trigger:
+    return Trigger(By.RECEIVED, what)
+
+
+_RST = (sent(T.RST), received(T.RST))  # an abort sends one; either way the connection is gone
+
+S = State
 # The state diagram of the handshake and teardown (RFC 9293 figure 5, as the seed documents draw
-# it). The lifecycle engine checks each connection's path against these edges.
+# it). The ladder infers the states of an end on another host from these triggers, and
+# docs/states.md is generated from this table (python -m synfin.engine.states_doc docs/states.md).
 TEXTBOOK_EDGES: tuple[Edge, ...] = (
-    Edge(State.CLOSED, State.LISTEN, "passive open (listen)", ""),
-    Edge(State.CLOSED, State.SYN_SENT, "active open (connect)", "SYN seq=x"),
-    Edge(State.LISTEN, State.SYN_RCVD, "SYN seq=x received", "SYN+ACK seq=y ack=x+1"),
-    Edge(State.LISTEN, State.CLOSED, "close", ""),
-    Edge(State.SYN_SENT, State.ESTABLISHED, "SYN+ACK received", "ACK seq=x+1 ack=y+1"),
-    Edge(State.SYN_SENT, State.SYN_RCVD, "SYN received (simultaneous open)", "SYN+ACK"),
-    Edge(State.SYN_SENT, State.CLOSED, "close, RST or SYN timeout", ""),
-    Edge(State.SYN_RCVD, State.ESTABLISHED, "ACK of SYN received", ""),
-    Edge(State.SYN_RCVD, State.FIN_WAIT_1, "close", "FIN seq=u"),
-    Edge(State.SYN_RCVD, State.CLOSED, "RST received", ""),
-    Edge(State.ESTABLISHED, State.FIN_WAIT_1, "close (active close)", "FIN seq=u"),
-    Edge(State.ESTABLISHED, State.CLOSE_WAIT, "FIN seq=u received", "ACK seq=v ack=u+1"),
-    Edge(State.ESTABLISHED, State.CLOSED, "RST sent or received", ""),
-    Edge(State.FIN_WAIT_1, State.FIN_WAIT_2, "ACK of FIN received", ""),
-    Edge(State.FIN_WAIT_1, State.CLOSING, "FIN received (simultaneous close)", "ACK"),
-    Edge(State.FIN_WAIT_1, State.TIME_WAIT, "FIN+ACK received", "ACK"),
-    Edge(State.FIN_WAIT_1, State.CLOSED, "RST sent or received", ""),
-    Edge(State.FIN_WAIT_2, State.TIME_WAIT, "FIN seq=w received", "ACK seq=u+1 ack=w+1"),
-    Edge(State.FIN_WAIT_2, State.CLOSED, "RST, or FIN-WAIT-2 timeout", ""),
-    Edge(State.CLOSE_WAIT, State.LAST_ACK, "close", "FIN seq=w ack=u+1"),
-    Edge(State.CLOSE_WAIT, State.CLOSED, "RST sent or received", ""),
-    Edge(State.CLOSING, State.TIME_WAIT, "ACK of FIN received", ""),
-    Edge(State.CLOSING, State.CLOSED, "RST", ""),
-    Edge(State.LAST_ACK, State.CLOSED, "ACK of FIN received", ""),
-    Edge(State.TIME_WAIT, State.CLOSED, "2MSL timeout", ""),
+    Edge(S.CLOSED, S.LISTEN, "passive open (listen)", "", (ON_LISTEN,)),
+    Edge(S.CLOSED, S.SYN_SENT, "active open (connect)", "SYN seq=x", (ON_CONNECT, sent(T.SYN))),
+    Edge(S.LISTEN, S.SYN_RCVD, "SYN seq=x received", "SYN+ACK seq=y ack=x+1", (received(T.SYN),)),
+    # A listener ignores an RST, and the RST it sends to a stray ACK leaves it listening
+    # (RFC 9293 3.10.7.2).
+    Edge(S.LISTEN, S.CLOSED, "close", "", (ON_CLOSE,)),
+    Edge(
+        S.SYN_SENT, S.ESTABLISHED, "SYN+ACK received", "ACK seq=x+1 ack=y+1", (received(T.SYN_ACK),)
+    ),
+    Edge(S.SYN_SENT, S.SYN_RCVD, "SYN received (simultaneous open)", "SYN+ACK", (received(T.SYN),)),
+    # The RST a connecting end sends answers an unacceptable ACK and leaves it in SYN-SENT
+    # (RFC 9293 3.10.7.3); Linux sends none when connect is aborted.
+    Edge(
+        S.SYN_SENT,
+        S.CLOSED,
+        "close, RST or SYN timeout",
+        "",
+        (ON_CLOSE, received(T.RST), ON_TIMEOUT),
+    ),
+    Edge(S.SYN_RCVD, S.ESTABLISHED, "ACK of SYN received", "", (received(T.ACK_OF_SYN),)),
+    Edge(S.SYN_RCVD, S.FIN_WAIT_1, "close", "FIN seq=u", (ON_CLOSE, sent(T.FIN))),
+    Edge(S.SYN_RCVD, S.CLOSED, "RST sent (abort) or received", "", _RST),
+    Edge(S.ESTABLISHED, S.FIN_WAIT_1, "close (active close)", "FIN seq=u", (ON_CLOSE, sent(T.FIN))),
+    Edge(
+        S.ESTABLISHED, S.CLOSE_WAIT, "FIN seq=u received", "ACK seq=v ack=u+1", (received(T.FIN),)
+    ),
+    Edge(S.ESTABLISHED, S.CLOSED, "RST sent or received", "", _RST),
+    Edge(S.FIN_WAIT_1, S.FIN_WAIT_2, "ACK of FIN received", "", (received(T.ACK_OF_FIN),)),
+    Edge(S.FIN_WAIT_1, S.CLOSING, "FIN received (simultaneous close)", "ACK", (received(T.FIN),)),
+    Edge(S.FIN_WAIT_1, S.TIME_WAIT, "FIN+ACK received", "ACK", (received(T.FIN_ACK),)),
+    Edge(S.FIN_WAIT_1, S.CLOSED, "RST sent or received", "", _RST),
+    Edge(
+        S.FIN_WAIT_2,
+        S.TIME_WAIT,
+        "FIN seq=w received",
+        "ACK seq=u+1 ack=w+1",
+        (received(T.FIN), received(T.FIN_ACK)),
+    ),
+    Edge(S.FIN_WAIT_2, S.CLOSED, "RST, or FIN-WAIT-2 timeout", "", (*_RST, ON_TIMEOUT)),
+    # The FIN from CLOSE-WAIT acknowledges the other one; an observer that cannot match its ack
+    # field to that FIN still sees the close.
+    Edge(
+        S.CLOSE_WAIT,
+        S.LAST_ACK,
+        "close",
+        "FIN seq=w ack=u+1",
+        (ON_CLOSE, sent(T.FIN_ACK), sent(T.FIN)),
+    ),
+    Edge(S.CLOSE_WAIT, S.CLOSED, "RST sent or received", "", _RST),
+    Edge(S.CLOSING, S.TIME_WAIT, "ACK of FIN received", "", (received(T.ACK_OF_FIN),)),
+    # RFC 9293 sends no RST from the last three states, but one seen from an end there means it
+    # holds no connection any more: it aborted (Linux does, with data unsent), or its socket
+    # was gone (no timewait socket past net.ipv4.tcp_max_tw_buckets) and the kernel answered.
+    Edge(S.CLOSING, S.CLOSED, "RST", "", _RST),
+    Edge(S.LAST_ACK, S.CLOSED, "ACK of FIN received, or RST", "", (received(T.ACK_OF_FIN), *_RST)),
+    # An RST received in TIME-WAIT ends it unless net.ipv4.tcp_rfc1337=1 (RFC 1337).
+    Edge(S.TIME_WAIT, S.CLOSED, "2MSL timeout, or RST", "", (ON_TIMEOUT, *_RST)),
 )
 
 _EDGE_INDEX: Mapping[tuple[State, State], Edge] = MappingProxyType(
@@ -149,6 +255,26 @@ def textbook_edge(source: State, target: State) -> Edge | None:
     """The diagram's edge from ``source`` to ``target``, or None if the textbook has none."""
     return _EDGE_INDEX.get((source, target))
 
+
+def _by_trigger(edges: Iterable[Edge]) -> Mapping[tuple[State, Trigger], State]:
+    index: dict[tuple[State, Trigger], State] = {}
+    for edge in edges:
+        for trigger in edge.triggers:
+            known = index.setdefault((edge.source, trigger), edge.target)
+            if known is not edge.target:
+                raise ValueError(f"{edge.source} on {trigger} goes to {known} and {edge.target}")
+    return MappingProxyType(index)
+
+
+NEXT_STATE: Mapping[tuple[State, Trigger], State] = _by_trigger(TEXTBOOK_EDGES)
+
+
+def next_state(source: State, trigger: Trigger) -> State | None:
+    """Where the diagram takes an end in ``source`` on ``trigger``; None: no arrow, it stays."""
+    return NEXT_STATE.get((source, trigger))
+
+
+DOCUMENTED_STATES: tuple[State, ...] = tuple(s for s in State if s is not State.UNKNOWN)
 
 # The documented paths of one connection in the common cases, end to end.
 ACTIVE_OPEN_ACTIVE_CLOSE: tuple[State, ...] = (

@@ -1,45 +1,52 @@
 """An end's documented states inferred from its segments, for an end not on this host.
 
 When the other end of a connection is remote, its kernel's events are out of sight, but the
-textbook says what a TCP does on each segment it sends or receives. This table is that
-rule book; the ladder marks every state it yields as inferred from segments.
+textbook says what a TCP does on each segment it sends or receives: the triggers of the state
+diagram in collector/engine/states.py. The ladder marks every state it yields as inferred from
+segments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
-from synfin.engine.states import State
+from synfin.engine.states import NEXT_STATE, By, State, TextbookSegment, Trigger
 from synfin.ladder.dialogue import End
 from synfin.ladder.roles import Part, Role
 
 Direction = Literal["sent", "received"]
-# A FIN that also acknowledges the first FIN (the teardown's FIN+ACK) moves FIN-WAIT-1 on to
-# TIME-WAIT; one that does not (the FINs crossed) to CLOSING.
-FIN_WITH_ACK = "FIN with the ACK of the first FIN"
+_BY: Mapping[Direction, By] = MappingProxyType({"sent": By.SENT, "received": By.RECEIVED})
 
-S = State
-TRANSITIONS: dict[tuple[State, Direction, Role | str], State] = {
-    (S.CLOSED, "sent", Role.SYN): S.SYN_SENT,
-    (S.LISTEN, "received", Role.SYN): S.SYN_RCVD,
-    (S.SYN_SENT, "received", Role.SYN_ACK): S.ESTABLISHED,
-    (S.SYN_RCVD, "received", Role.HANDSHAKE_ACK): S.ESTABLISHED,
-    (S.ESTABLISHED, "sent", Role.FIRST_FIN): S.FIN_WAIT_1,
-    (S.ESTABLISHED, "received", Role.FIRST_FIN): S.CLOSE_WAIT,
-    (S.ESTABLISHED, "sent", Role.SECOND_FIN): S.FIN_WAIT_1,  # the FINs crossed
-    (S.FIN_WAIT_1, "received", Role.FIRST_FIN): S.CLOSING,
-    (S.FIN_WAIT_1, "received", Role.FIRST_FIN_ACK): S.FIN_WAIT_2,
-    (S.FIN_WAIT_1, "received", Role.SECOND_FIN): S.CLOSING,
-    (S.FIN_WAIT_1, "received", FIN_WITH_ACK): S.TIME_WAIT,
-    (S.FIN_WAIT_2, "received", Role.SECOND_FIN): S.TIME_WAIT,
-    (S.FIN_WAIT_2, "received", FIN_WITH_ACK): S.TIME_WAIT,
-    (S.CLOSE_WAIT, "sent", Role.SECOND_FIN): S.LAST_ACK,
-    (S.CLOSE_WAIT, "sent", FIN_WITH_ACK): S.LAST_ACK,
-    (S.CLOSING, "received", Role.FIRST_FIN_ACK): S.TIME_WAIT,
-    (S.CLOSING, "received", Role.SECOND_FIN_ACK): S.TIME_WAIT,
-    (S.LAST_ACK, "received", Role.SECOND_FIN_ACK): S.CLOSED,
-}
+# The diagram's segment each part is. Which FIN came first, and which ACK answers which FIN, is
+# the ladder's bookkeeping; the diagram only asks whether a FIN also acknowledges the other one
+# (see textbook_segment). A retransmission repeats a step already taken and other segments
+# (data, window updates) move no state, so neither is here.
+T = TextbookSegment
+SEGMENT_OF_ROLE: Mapping[Role, TextbookSegment] = MappingProxyType(
+    {
+        Role.SYN: T.SYN,
+        Role.SYN_ACK: T.SYN_ACK,
+        Role.HANDSHAKE_ACK: T.ACK_OF_SYN,
+        Role.FIRST_FIN: T.FIN,
+        Role.FIRST_FIN_ACK: T.ACK_OF_FIN,
+        Role.SECOND_FIN: T.FIN,
+        Role.SECOND_FIN_ACK: T.ACK_OF_FIN,
+        Role.RESET: T.RST,
+    }
+)
+
+# The diagram's arrows that segments on the wire can show, by (state, direction, segment).
+TRANSITIONS: Mapping[tuple[State, Direction, TextbookSegment], State] = MappingProxyType(
+    {
+        (source, direction, trigger.what): target
+        for (source, trigger), target in NEXT_STATE.items()
+        for direction, by in _BY.items()
+        if trigger.by is by and isinstance(trigger.what, TextbookSegment)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,11 @@ class Inferred:
     target: State
 
 
-def _kind(part: Part, fin_acked_by_second: bool) -> Role | str:
-    if part.role is Role.SECOND_FIN and fin_acked_by_second:
-        return FIN_WITH_ACK
-    return part.role
+def textbook_segment(part: Part, second_fin_acks_first: bool) -> TextbookSegment | None:
+    """The diagram's segment ``part`` is, or None for one that moves no state."""
+    if part.role is Role.SECOND_FIN and second_fin_acks_first:
+        return T.FIN_ACK
+    return SEGMENT_OF_ROLE.get(part.role)
 
 
 def infer(
@@ -62,11 +70,11 @@ def infer(
     state = initial
     changes: list[Inferred] = []
     for index, part in enumerate(parts):
-        direction: Direction = "sent" if part.sender is end else "received"
-        if part.role is Role.RESET:
-            target: State | None = State.CLOSED
-        else:
-            target = TRANSITIONS.get((state, direction, _kind(part, second_fin_acks_first)))
+        segment = textbook_segment(part, second_fin_acks_first)
+        if segment is None:
+            continue
+        by = By.SENT if part.sender is end else By.RECEIVED
+        target = NEXT_STATE.get((state, Trigger(by, segment)))
         if target is not None and target is not state:
             changes.append(Inferred(index, state, target))
             state = target

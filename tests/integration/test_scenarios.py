@@ -2,7 +2,7 @@
 ends, and the engine's counts against the kernel's own Tcp counters in each namespace.
 
 SYNFIN_RECORD_FIXTURES=1 rewrites tests/fixtures/scenarios/ from these runs (the recordings
-tests/test_replay.py replays).
+tests/unit/test_replay.py replays).
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ def normalised(text: str, hosts: HostPair, port: int) -> str:
     """The ladder with what differs from run to run replaced by fixed words.
 
     Whether the peer's FIN moving FIN-WAIT-2 on to TIME-WAIT is observed or inferred depends on
-    kernel timing (tests/test_scenarios.py pins when each may be inferred), so its mark goes
-    (its column keeps its width).
+    kernel timing (tests/integration/test_scenarios.py pins when each may be inferred), so its
+    mark goes (its column keeps its width).
     """
     for host in (hosts.client, hosts.server):
         for address in (host.ipv4, host.ipv6):

@@ -1,15 +1,18 @@
 """The ladder from recorded segments alone (no kernel states): roles and textbook labels,
 the rules, the states of an end that is not on this host, sequence-number wrap-around, and
-the trace filters. The live kernel side is in tests/test_trace.py."""
+the trace filters. The live kernel side is in tests/integration/test_trace.py."""
 
 from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from synfin.engine.states import State
-from synfin.ladder.dialogue import Tracker
+from synfin.ladder.dialogue import End, Tracker
 from synfin.ladder.layout import FROM_SEGMENTS, build
-from synfin.ladder.roles import Role
+from synfin.ladder.peer_states import Inferred, infer
+from synfin.ladder.roles import Part, Role
 from synfin.ladder.rules import Verdict
 from synfin.ladder.tracer import TraceFilter
 from synfin.records.addresses import pack_address
@@ -125,3 +128,82 @@ def test_connections_that_never_end_are_forgotten_at_the_limit(monkeypatch) -> N
         tracker.on_segment(Segment(port, 2, CLIENT, port, SERVER, 443, 7, 0, S))
     assert tracker.forgotten == 1
     assert sorted(d.initiator.port for d in tracker.take_all()) == [2, 3]
+
+
+# Every rule the ladder used before its rule book became the engine's state table, by the
+# ladder's own names for the segments (True: the second FIN also acknowledges the first).
+RULES_BEFORE_THE_TABLE = [
+    (State.CLOSED, "sent", Role.SYN, False, State.SYN_SENT),
+    (State.LISTEN, "received", Role.SYN, False, State.SYN_RCVD),
+    (State.SYN_SENT, "received", Role.SYN_ACK, False, State.ESTABLISHED),
+    (State.SYN_RCVD, "received", Role.HANDSHAKE_ACK, False, State.ESTABLISHED),
+    (State.ESTABLISHED, "sent", Role.FIRST_FIN, False, State.FIN_WAIT_1),
+    (State.ESTABLISHED, "received", Role.FIRST_FIN, False, State.CLOSE_WAIT),
+    (State.ESTABLISHED, "sent", Role.SECOND_FIN, False, State.FIN_WAIT_1),  # the FINs crossed
+    (State.FIN_WAIT_1, "received", Role.FIRST_FIN, False, State.CLOSING),
+    (State.FIN_WAIT_1, "received", Role.FIRST_FIN_ACK, False, State.FIN_WAIT_2),
+    (State.FIN_WAIT_1, "received", Role.SECOND_FIN, False, State.CLOSING),
+    (State.FIN_WAIT_1, "received", Role.SECOND_FIN, True, State.TIME_WAIT),
+    (State.FIN_WAIT_2, "received", Role.SECOND_FIN, False, State.TIME_WAIT),
+    (State.FIN_WAIT_2, "received", Role.SECOND_FIN, True, State.TIME_WAIT),
+    (State.CLOSE_WAIT, "sent", Role.SECOND_FIN, False, State.LAST_ACK),
+    (State.CLOSE_WAIT, "sent", Role.SECOND_FIN, True, State.LAST_ACK),
+    (State.CLOSING, "received", Role.FIRST_FIN_ACK, False, State.TIME_WAIT),
+    (State.CLOSING, "received", Role.SECOND_FIN_ACK, False, State.TIME_WAIT),
+    (State.LAST_ACK, "received", Role.SECOND_FIN_ACK, False, State.CLOSED),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "direction", "role", "acks_first", "target"), RULES_BEFORE_THE_TABLE
+)
+def test_the_rules_before_the_table_still_hold(
+    source: State, direction: str, role: Role, acks_first: bool, target: State
+) -> None:
+    seg = segment(0, True, F | A, 1)
+    part = Part(seg, role, "", End(2, CLIENT, 40000))
+    end = part.sender if direction == "sent" else End(2, SERVER, 443)
+    assert infer([part], end, source, acks_first) == [Inferred(0, source, target)]
+
+
+def remote_paths(segments: list[Segment]) -> list[list[State]]:
+    paths: list[list[State]] = [[], []]
+    for row in ladder_of(segments).rows:
+        for column, marks in enumerate(row.marks):
+            paths[column] += [mark.state for mark in marks]
+    return paths
+
+
+def test_a_simultaneous_close_goes_through_closing() -> None:
+    x, y = 1000, 5000
+    u, w = x + 1, y + 1
+    client, server = remote_paths([
+        segment(0, True, S, x),
+        segment(10, False, S | A, y, x + 1),
+        segment(20, True, A, x + 1, y + 1),
+        segment(1000, True, F | A, u, w),  # the FINs cross: neither acknowledges the other
+        segment(1001, False, F | A, w, u),
+        segment(1010, True, A, u + 1, w + 1),
+        segment(1011, False, A, w + 1, u + 1),
+    ])  # fmt: skip
+    assert client == [State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSING,
+                      State.TIME_WAIT]  # fmt: skip
+    # Seen from the wire, the server got the client's FIN first: the passive close.
+    assert server == [State.SYN_RCVD, State.ESTABLISHED, State.CLOSE_WAIT, State.LAST_ACK,
+                      State.CLOSED]  # fmt: skip
+
+
+def test_a_fin_carrying_the_ack_of_the_first_takes_fin_wait_1_to_time_wait() -> None:
+    segments = four_way(1000, 5000)
+    del segments[4]  # the server's ACK of the first FIN rides on its own FIN
+    client, server = remote_paths(segments)
+    assert client == [State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1, State.TIME_WAIT]
+    assert server == [State.SYN_RCVD, State.ESTABLISHED, State.CLOSE_WAIT, State.LAST_ACK,
+                      State.CLOSED]  # fmt: skip
+
+
+def test_a_reset_closes_both_ends() -> None:
+    segments = [*four_way(1000, 5000)[:3], segment(500, False, R | A, 5001, 1001)]
+    client, server = remote_paths(segments)
+    assert client == [State.SYN_SENT, State.ESTABLISHED, State.CLOSED]
+    assert server == [State.SYN_RCVD, State.ESTABLISHED, State.CLOSED]

@@ -1,5 +1,6 @@
 """Recorded kernel streams of every scenario, replayed through the engine without BPF:
-the same paths, classifications and counts as live (tests/test_scenarios.py records them)."""
+the same paths, classifications and counts as live (tests/integration/test_scenarios.py
+records them)."""
 
 from __future__ import annotations
 
