@@ -87,7 +87,7 @@ def overview_panels() -> list[Panel]:
         timeseries(
             "Closes by initiator and kind",
             "Established connections that closed, per second: who sent the first FIN (local, "
-            "remote, simultaneous) and how (graceful, half_close, reset_sent, reset_received, abort).",
+            "remote, simultaneous) and how (graceful, half_close, reset_sent, reset_received, abort, timeout).",
             [
                 (
                     f"sum by (initiator, kind) (rate(synfin_tcp_closes_total{{{PORT}}}[{RATE}]))",

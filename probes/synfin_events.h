@@ -25,6 +25,7 @@
 #define TCP_NEW_SYN_RECV_NUM 12
 #define SEND_SHUTDOWN_BIT 2
 #define RCV_SHUTDOWN_BIT 1
+#define ETIMEDOUT_NUM 110
 
 // Kernel TCP states are 1..13 today; slot 0 collects anything out of range.
 #define N_STATE_SLOTS 16
@@ -63,6 +64,12 @@ enum synfin_event_kind {
 #define FACT_SYN_RETRANSMITTED (1u << 15)
 #define FACT_CLOSED (1u << 16)            // reached CLOSE
 #define FACT_LISTENED (1u << 17)          // -> LISTEN: a listening socket, not a connection
+#define FACT_CLOSED_AFTER_SHUTDOWN (1u << 18)  // close() announced the state it was already in
+#define FACT_NO_SYN_SENT (1u << 19)       // closed in SYN-SENT before any SYN left (deferred
+                                          // connect of TCP_FASTOPEN_CONNECT)
+#define FACT_TIMED_OUT (1u << 20)         // -> CLOSE with ETIMEDOUT: retransmissions or
+                                          // TCP_USER_TIMEOUT gave up
+#define FACT_FAST_OPEN (1u << 21)         // a Fast Open child: created at the SYN, with data
 
 enum synfin_stat {
     STAT_EVENTS_SENT = 0,

@@ -12,7 +12,9 @@
 //   RINGBUF_PAGES, MAX_SOCKETS, MAX_HALF_OPEN, MAX_LISTENERS   sizes
 //   TRACK_CONTEXT     1: tell process context from softirq (irq:softirq_entry/exit)
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
-//   READ_SHUTDOWN     1: SK_SHUTDOWN_OFF/_SHIFT/_BITS tell shutdown(SHUT_WR) from close()
+//   READ_SOCK_FIELDS  1: socket fields at BTF offsets: SK_SHUTDOWN_OFF/_SHIFT/_BITS (shutdown
+//                        or close), SK_ERR_OFF (why it closed), TCP_SEGS_OUT_OFF (did a SYN
+//                        leave), TCP_FASTOPEN_RSK_OFF (a Fast Open child, made at the SYN)
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
 //   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
 //   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)

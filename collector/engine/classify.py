@@ -16,6 +16,7 @@ OPEN_ACTIVE = "active"
 OPEN_PASSIVE = "passive"
 OPEN_SIMULTANEOUS = "simultaneous"
 OPEN_UNKNOWN = "unknown"  # began before synfin was watching
+OPEN_NONE = "none"  # connect() deferred (TCP Fast Open) and closed before any SYN left
 LISTENER = "listener"
 
 # The result of an open, as `synfin_tcp_connects_total{result}` names it.
@@ -34,6 +35,7 @@ CLOSE_HALF_CLOSE = "half_close"
 CLOSE_RESET_SENT = "reset_sent"
 CLOSE_RESET_RECEIVED = "reset_received"
 CLOSE_ABORT = "abort"
+CLOSE_TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Rule:
 
 OPEN_RULES: tuple[tuple[Fact, str], ...] = (
     (Fact.LISTENED, LISTENER),
+    (Fact.NO_SYN_SENT, OPEN_NONE),
     (Fact.SIMULTANEOUS_OPEN, OPEN_SIMULTANEOUS),
     (Fact.ACTIVE_OPEN, OPEN_ACTIVE),
     (Fact.PASSIVE_OPEN, OPEN_PASSIVE),
@@ -62,6 +65,8 @@ CLOSE_RULES: tuple[Rule, ...] = (
          "{reason}"),
     Rule(Fact.RESET_SENT, RESULT_ESTABLISHED, INITIATOR_LOCAL, CLOSE_RESET_SENT,
          "reset sent in {reset_state}{reason}"),
+    Rule(Fact.TIMED_OUT, RESULT_ESTABLISHED, INITIATOR_LOCAL, CLOSE_TIMEOUT,
+         "timed out: the peer stopped acknowledging (retransmissions or TCP_USER_TIMEOUT)"),
     Rule(Fact.CLOSING, RESULT_ESTABLISHED, INITIATOR_SIMULTANEOUS, CLOSE_GRACEFUL,
          "both sides closed at once (CLOSING)"),
     Rule(Fact.LOCAL_FIN_FIRST | Fact.HALF_CLOSE, RESULT_ESTABLISHED, INITIATOR_LOCAL,
@@ -127,6 +132,9 @@ def classify(end: Ending) -> Classification:
     opened = how_opened(end.facts)
     if opened == LISTENER:
         return Classification(LISTENER, RESULT_OTHER, detail="a listening socket")
+    if opened == OPEN_NONE:
+        detail = "closed before its SYN was sent (TCP Fast Open connect, no data written)"
+        return Classification(OPEN_NONE, RESULT_OTHER, detail=detail)
     established = end.facts & Fact.ESTABLISHED or opened == OPEN_UNKNOWN
     rules = CLOSE_RULES if established else FAILED_OPEN_RULES
     rule = next(rule for rule in rules if end.facts & rule.facts == rule.facts)

@@ -141,6 +141,11 @@ class Engine:
     # -- handlers ------------------------------------------------------------------------------
 
     def _state_change(self, event: Event) -> list[Output]:
+        if event.oldstate == event.newstate:
+            # close() after shutdown(): the kernel announces the state again. Not an arrow.
+            state = documented(event.newstate)
+            text = f"closed by the application after shutdown, in {state} (no transition)"
+            return [Noted(self._connection(event), text, event)]
         if event.oldstate == KernelState.LISTEN and event.newstate == KernelState.SYN_RECV:
             # The child's SYN time is linked in the kernel just after this event: wait for the
             # next one (microseconds later) to place SYN-RCVD correctly.

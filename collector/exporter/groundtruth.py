@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from synfin.engine.states import State, documented
 from synfin.kernel.namespaces import entered_path
 from synfin.kernel.procfs import ProcfsError, ProcNet
-from synfin.kernel.sock_diag import namespaces, take
+from synfin.kernel.sock_diag import dump, namespaces
 from synfin.records.addresses import AF_INET, AF_INET6, family_name
 
 log = logging.getLogger(__name__)
@@ -81,15 +81,18 @@ class Sampler:
         started = time.monotonic()
         sample = Sample()
         try:
-            paths = self._namespaces()
-            for sock in take(paths):
-                sample.sockets[(documented(sock.state), sock.family)] += 1
             totals: Tally[str] = Tally()
-            for path in paths.values():
-                with entered_path(path):
-                    totals.update(ProcNet().tcp())
+            for netns, path in self._namespaces().items():
+                try:
+                    with entered_path(path):
+                        sockets, tcp = list(dump(netns)), ProcNet().tcp()
+                except FileNotFoundError:
+                    continue  # gone between listing and asking: the others still count
+                for sock in sockets:
+                    sample.sockets[(documented(sock.state), sock.family)] += 1
+                totals.update(tcp)
+                sample.namespaces += 1
             sample.snmp = dict(totals)
-            sample.namespaces = len(paths)
             sample.ok = True
         except (OSError, ValueError, ProcfsError) as error:
             sample.error = str(error)

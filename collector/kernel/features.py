@@ -17,6 +17,8 @@ from synfin.kernel import tracefs
 from synfin.kernel.btf import BTF, VMLINUX, BTFError
 from synfin.records.description import STREAM_CAPABILITY, TIMEWAIT_CAPABILITY
 
+SOCKET_FIELDS_CAPABILITY = "socket fields"
+
 KALLSYMS = Path("/proc/kallsyms")
 
 # BPF features synfin's probe uses that arrived after the state tracepoint (4.16).
@@ -123,7 +125,8 @@ class _Detector:
         self.features.capabilities.append(Capability(name, True, observes, fallback))
 
 
-def _shutdown_layout(btf: BTF | None, problem: str) -> dict[str, int]:
+def _socket_fields(btf: BTF | None, problem: str) -> dict[str, int]:
+    """Offsets of the socket fields that tell how a connection opened and closed."""
     if btf is None:
         raise SynfinError(problem)
     member = btf.member("sock.sk_shutdown")
@@ -131,6 +134,9 @@ def _shutdown_layout(btf: BTF | None, problem: str) -> dict[str, int]:
         "SK_SHUTDOWN_OFF": member.bit_offset // 8,
         "SK_SHUTDOWN_SHIFT": member.bit_offset % 8,
         "SK_SHUTDOWN_BITS": member.bitfield_size or 8,
+        "SK_ERR_OFF": btf.offset("sock.sk_err"),
+        "TCP_SEGS_OUT_OFF": btf.offset("tcp_sock.segs_out"),
+        "TCP_FASTOPEN_RSK_OFF": btf.offset("tcp_sock.fastopen_rsk"),
     }
 
 
@@ -238,11 +244,13 @@ def detect(
         lambda: d.offsets(SKC_NET_OFF="sock_common.skc_net", NET_INUM_OFF="net.ns.inum"),
     )
     d.capability(
-        "half-close",
-        "READ_SHUTDOWN",
-        "shutdown(SHUT_WR) told apart from close()",
-        "a half-close is classified as an ordinary active close",
-        lambda: _shutdown_layout(btf, btf_problem),
+        SOCKET_FIELDS_CAPABILITY,
+        "READ_SOCK_FIELDS",
+        "shutdown(SHUT_WR) told apart from close(); a close by timeout (the socket's error); "
+        "a connect() that never sent its SYN (TCP Fast Open); a Fast Open child's SYN",
+        "a half-close is classified as an ordinary active close, a user timeout as a close "
+        "without FIN or RST; a Fast Open child's SYN-RCVD is shown at the third ACK",
+        lambda: _socket_fields(btf, btf_problem),
     )
     d.capability(
         TIMEWAIT_CAPABILITY,

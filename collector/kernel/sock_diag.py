@@ -55,7 +55,8 @@ def namespaces() -> dict[int, Path]:
     return found
 
 
-def _dump(netns: int) -> Iterator[KernelSocket]:
+def dump(netns: int) -> Iterator[KernelSocket]:
+    """The sockets of the namespace this thread is in (``netns``: its inode, for the keys)."""
     from pyroute2 import DiagSocket  # noqa: PLC0415  (netlink is only needed here)
 
     with DiagSocket() as diag:
@@ -79,7 +80,7 @@ def take(netns_paths: dict[int, Path]) -> list[KernelSocket]:
     for netns, path in netns_paths.items():
         try:
             with entered_path(path):
-                sockets.extend(_dump(netns))
+                sockets.extend(dump(netns))
         except FileNotFoundError:
             continue  # the namespace went away between listing and asking
         except OSError as error:

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from synfin.engine.classify import LISTENER, Classification
+from synfin.engine.classify import LISTENER, OPEN_NONE, Classification
 from synfin.engine.connection import Finished, Noted, Output, StepTaken
 from synfin.records.addresses import family_name
 from synfin.records.events import Event
@@ -68,6 +68,7 @@ CLOSE_PHRASES = {
     "reset_sent": "reset",
     "reset_received": "reset",
     "abort": "abort",
+    "timeout": "timeout",
 }
 
 
@@ -116,6 +117,8 @@ def verdict_summary(verdict: Classification) -> str:
     """``active open, established; local graceful close``."""
     if verdict.open == LISTENER:
         return LISTENER
+    if verdict.open == OPEN_NONE:
+        return "never opened"
     summary = f"{verdict.open} open, {verdict.result}"
     if verdict.close:
         summary += f"; {verdict.initiator} {CLOSE_PHRASES.get(verdict.close, verdict.close)}"

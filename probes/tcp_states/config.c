@@ -19,8 +19,8 @@ enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #ifndef READ_NETNS
 #define READ_NETNS 0
 #endif
-#ifndef READ_SHUTDOWN
-#define READ_SHUTDOWN 0
+#ifndef READ_SOCK_FIELDS
+#define READ_SOCK_FIELDS 0
 #endif
 #ifndef OBSERVE_TIMERS
 #define OBSERVE_TIMERS 0

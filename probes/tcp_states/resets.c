@@ -50,16 +50,21 @@ static __always_inline u32 skb_netns(u64 skbaddr)
 static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16 reason,
                                           const u8 *local, const u8 *remote)
 {
-    u32 index = state_slot(state) * N_RESET_REASONS +
+    struct sock_entry *entry = skaddr ? sockets.lookup(&skaddr) : 0;
+    // An abort (close with unread data, a listener's children) moves the socket to CLOSE
+    // before its RST goes out: the reset belongs to the state the connection was in.
+    u8 hit = state ? state : (entry ? entry->state : 0);
+    if (hit == TCP_CLOSE_NUM && entry && entry->closed_from)
+        hit = entry->closed_from;
+    u32 index = state_slot(hit) * N_RESET_REASONS +
                 (reason < N_RESET_REASONS ? reason : N_RESET_REASONS - 1);
     add_to(resets_sent.lookup(&index));
-    struct sock_entry *entry = skaddr ? sockets.lookup(&skaddr) : 0;
     struct sock_entry scratch = {};
     if (entry) {
         entry->facts |= FACT_RESET_SENT;
         if (in_process_context())
             entry->facts |= FACT_RESET_SENT_BY_PROCESS;
-        entry->reset_state = state ? state : entry->state;
+        entry->reset_state = hit;
         entry->reset_reason = reason;
     } else {
 #if RESET_SOCKADDR

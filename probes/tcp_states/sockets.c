@@ -17,6 +17,7 @@ struct sock_entry {
     u8 syn_retrans;
     u8 reset_state;
     u8 is_timewait;
+    u8 closed_from;    // the state it left for CLOSE: where a reset sent after that belongs
     u8 saddr[16];
     u8 daddr[16];
     char comm[16];
@@ -90,10 +91,45 @@ static __always_inline u32 socket_netns(u64 skaddr)
 // sk_shutdown is a plain u8 since 6.4 and a 2-bit field before: offset, shift and width from BTF.
 static __always_inline u32 socket_shutdown(u64 skaddr)
 {
-#if READ_SHUTDOWN
+#if READ_SOCK_FIELDS
     u8 byte = 0;
     bpf_probe_read_kernel(&byte, sizeof(byte), (void *)(skaddr + SK_SHUTDOWN_OFF));
     return (byte >> SK_SHUTDOWN_SHIFT) & ((1u << SK_SHUTDOWN_BITS) - 1);
+#else
+    return 0;
+#endif
+}
+
+// The error a socket closes with: ECONNREFUSED, ECONNRESET, ETIMEDOUT, or 0 for a close().
+static __always_inline int socket_error(u64 skaddr)
+{
+    int error = 0;
+#if READ_SOCK_FIELDS
+    bpf_probe_read_kernel(&error, sizeof(error), (void *)(skaddr + SK_ERR_OFF));
+#endif
+    return error;
+}
+
+// Segments sent: 0 in SYN-SENT means connect() was deferred (TCP_FASTOPEN_CONNECT) and no
+// SYN left, so the kernel counts no ActiveOpen. -1 when unknown.
+static __always_inline s64 socket_segments_out(u64 skaddr)
+{
+#if READ_SOCK_FIELDS
+    u32 segments = 0;
+    bpf_probe_read_kernel(&segments, sizeof(segments), (void *)(skaddr + TCP_SEGS_OUT_OFF));
+    return segments;
+#else
+    return -1;
+#endif
+}
+
+// A Fast Open child still holds its request socket: it was created by the SYN itself.
+static __always_inline int socket_is_fast_open_child(u64 skaddr)
+{
+#if READ_SOCK_FIELDS
+    void *request = 0;
+    bpf_probe_read_kernel(&request, sizeof(request), (void *)(skaddr + TCP_FASTOPEN_RSK_OFF));
+    return request != 0;
 #else
     return 0;
 #endif

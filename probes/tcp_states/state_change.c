@@ -5,8 +5,12 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
     u32 facts = 0;
     if (oldstate == TCP_CLOSE_NUM && newstate == TCP_SYN_SENT_NUM)
         facts |= FACT_ACTIVE_OPEN;
-    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM)
+    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
         facts |= FACT_PASSIVE_OPEN;
+        // A Fast Open child is made by the SYN itself, not by the third ACK.
+        if (socket_is_fast_open_child(skaddr))
+            facts |= FACT_FAST_OPEN | FACT_SYN_OBSERVED;
+    }
     if (oldstate == TCP_SYN_SENT_NUM && newstate == TCP_SYN_RECV_NUM)
         facts |= FACT_SIMULTANEOUS_OPEN;
     if (newstate == TCP_ESTABLISHED_NUM)
@@ -14,6 +18,8 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
     if (newstate == TCP_FIN_WAIT1_NUM) {
         facts |= FACT_LOCAL_FIN_FIRST;
         // close() marks both directions shut before sending FIN; shutdown(SHUT_WR) only one.
+        // Both shut is also shutdown(SHUT_WR) after an earlier SHUT_RD: that case shows when
+        // close() comes later and announces the state again (same_state_announced).
         if (in_process && socket_shutdown(skaddr) == SEND_SHUTDOWN_BIT)
             facts |= FACT_HALF_CLOSE;
     }
@@ -27,6 +33,10 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
         facts |= FACT_CLOSED;
         if (in_process)
             facts |= FACT_CLOSED_BY_PROCESS;
+        if (socket_error(skaddr) == ETIMEDOUT_NUM)
+            facts |= FACT_TIMED_OUT;
+        if (oldstate == TCP_SYN_SENT_NUM && socket_segments_out(skaddr) == 0)
+            facts |= FACT_NO_SYN_SENT;
     }
     return facts;
 }
@@ -34,7 +44,8 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
 static __always_inline void handshake_done(int oldstate, struct sock_entry *entry, u64 now)
 {
     u32 role;
-    if (oldstate == TCP_SYN_SENT_NUM && (entry->facts & FACT_ACTIVE_OPEN)) {
+    // From SYN-SENT, or through SYN-RCVD when the SYNs crossed (simultaneous open).
+    if (entry->facts & FACT_ACTIVE_OPEN) {
         role = ROLE_ACTIVE;  // from connect()'s SYN
         count_open(OPEN_CONNECTED, entry);
     } else if (oldstate == TCP_SYN_RECV_NUM && (entry->facts & FACT_SYN_OBSERVED)) {
@@ -77,6 +88,27 @@ static __always_inline struct sock_entry *entry_for(u64 skaddr, u64 now, int old
     return sockets.lookup(&skaddr);
 }
 
+// close() after shutdown() makes the kernel announce the state the socket is already in. The
+// textbook has no such arrow: it is a fact about the socket (the FIN came from shutdown), so
+// nothing is counted or timed, and the stream carries it as a note.
+static __always_inline int same_state_announced(u64 skaddr, int state, u64 now)
+{
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    if (!entry)
+        return 0;
+    entry->facts |= FACT_CLOSED_AFTER_SHUTDOWN;
+    if ((entry->facts & FACT_LOCAL_FIN_FIRST) &&
+        (state == TCP_FIN_WAIT1_NUM || state == TCP_FIN_WAIT2_NUM || state == TCP_CLOSING_NUM))
+        entry->facts |= FACT_HALF_CLOSE;
+    struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, skaddr, entry);
+    if (!event)
+        return 0;
+    event->since_ns = entry->state_ns;
+    event->oldstate = event->newstate = state;
+    send_event(event);
+    return 0;
+}
+
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     // The tracepoint is shared with SCTP and MPTCP.
@@ -86,6 +118,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     u64 now = bpf_ktime_get_ns();
     u64 skaddr = (u64)args->skaddr;
     int oldstate = args->oldstate, newstate = args->newstate;
+    if (oldstate == newstate)
+        return same_state_announced(skaddr, oldstate, now);
     u32 index = (state_slot(oldstate) * N_STATE_SLOTS + state_slot(newstate)) * 2 +
                 (args->family == AF_INET6_NUM);
     u64 *count = transitions.lookup(&index);
@@ -100,6 +134,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     gauge_move(since ? oldstate : -1, newstate, args->family);
     observe_state(oldstate, since, now);
     entry->facts |= facts_for(oldstate, newstate, skaddr, in_process);
+    if (newstate == TCP_CLOSE_NUM)
+        entry->closed_from = oldstate;
     entry->state = newstate;
     entry->state_ns = now;
     entry->family = args->family;
@@ -116,7 +152,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     track_listener(oldstate, newstate, entry);
     if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
         inherit_listener_owner(entry);
-        note_child(skaddr);
+        if (!(entry->facts & FACT_FAST_OPEN))
+            note_child(skaddr);  // its SYN's time is linked from the request socket's timer
         count_open(OPEN_ACCEPTED, entry);
     }
     if (newstate == TCP_ESTABLISHED_NUM)

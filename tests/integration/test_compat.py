@@ -68,7 +68,7 @@ def test_linux_5_4(tmp_path: Path) -> None:
     for name in (
         "process context",
         "network namespace",
-        "half-close",
+        "socket fields",
         "timewait and request timers",
         "resets",
     ):

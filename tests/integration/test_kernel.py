@@ -28,7 +28,7 @@ def test_without_btf_or_symbols_the_capabilities_are_off_with_reasons(tmp_path: 
     unavailable = {c.name: c.reason for c in features.capabilities if not c.available}
     assert set(unavailable) == {
         "network namespace",
-        "half-close",
+        "socket fields",
         "timewait and request timers",
         "reset namespace",
     }
