@@ -3,7 +3,9 @@
 #   - bcc from the distribution (its Python module is only visible to /usr/bin/python3)
 #   - kernel headers for bcc's compiler (exact package, or the distribution default + links)
 #   - tracefs mounted
-#   - .venv/ built from /usr/bin/python3 with --system-site-packages, synfin installed into it
+#   - .venv/ built from /usr/bin/python3 with --system-site-packages, synfin installed into it:
+#     as a user gets it (a regular install of this checkout), or, with SYNFIN_SETUP_EXTRAS=test,
+#     editable with the test tooling, so the tests run the working tree
 # Re-running it is cheap: each step checks before it acts.
 set -euo pipefail
 
@@ -11,6 +13,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$repo/.venv"
 kernel=$(uname -r)
 extras="${SYNFIN_SETUP_EXTRAS:-}"   # "test" adds the test tooling to the venv
+mode=regular
+[ "$extras" = test ] && mode=editable
 
 say() { printf 'synfin-setup: %s\n' "$*"; }
 warn() { printf 'synfin-setup: WARNING: %s\n' "$*" >&2; }
@@ -20,9 +24,10 @@ die() { printf 'synfin-setup: error: %s\n' "$*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: this setup supports Debian and Ubuntu; install bcc (python3-bpfcc) and kernel headers by hand"
 
 # Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
-# for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab.
+# for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab,
+# and gcc to compile C against the probes' headers.
 packages=(python3-bpfcc python3-venv python3-pip bpftool iproute2 nftables curl)
-test_packages=(prometheus openssl systemd vagrant shellcheck librsvg2-bin)
+test_packages=(prometheus openssl systemd vagrant shellcheck librsvg2-bin gcc)
 
 apt_updated=0
 apt_update_once() {
@@ -91,25 +96,48 @@ mount_tracefs() {
   mount -t tracefs tracefs /sys/kernel/tracing || die "cannot mount tracefs (mount -t tracefs tracefs /sys/kernel/tracing)"
 }
 
+# What the installed synfin was built from. A regular install is a copy, stale as soon as any
+# packaged file changes (hashed as files, not from git's index, which misses unstaged edits and
+# does not exist in a tarball); an editable one reads collector/ and probes/ in place and is
+# stale only when pyproject.toml (packages, entry points, dependencies) changes.
+install_source_hash() {
+  if [ "$mode" = editable ]; then
+    sha256sum <"$repo/pyproject.toml"
+    return
+  fi
+  (
+    cd "$repo"
+    find collector probes -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    sha256sum pyproject.toml
+  ) | sha256sum
+}
+
 setup_venv() {
-  local hash stamp
-  hash=$(sha256sum <"$repo/pyproject.toml" | cut -d" " -f1)
-  stamp="$venv/.synfin-installed-${extras:-base}"
-  # An install with the test extras also satisfies a plain one.
-  for done_stamp in "$stamp" "$venv/.synfin-installed-test"; do
-    if [ -x "$venv/bin/synfin" ] && [ "$(cat "$done_stamp" 2>/dev/null)" = "$hash" ]; then
-      return 0
-    fi
-  done
+  local want stamp="$venv/.synfin-installed"
+  want="$mode ${extras:-base} $(install_source_hash | cut -d" " -f1)"
+  if [ -x "$venv/bin/synfin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
   if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv from /usr/bin/python3 (with system site-packages, for bcc)"
     /usr/bin/python3 -m venv --system-site-packages "$venv"
   fi
-  local spec="$repo"
+  # An interrupted install must not look finished; the stamps of older versions of this
+  # script would otherwise linger.
+  rm -f "$stamp" "$venv"/.synfin-installed-*
+  local spec="$repo" pip=("$venv/bin/pip" install -q --disable-pip-version-check)
   [ -n "$extras" ] && spec="${repo}[${extras}]"
-  say "installing synfin into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$spec"
-  printf '%s' "$hash" >"$stamp"
+  say "installing synfin into $venv ($mode${extras:+, with $extras extras})"
+  if [ "$mode" = editable ]; then
+    "${pip[@]}" -e "$spec"
+  else
+    # setuptools builds in $repo/build and never prunes it, so a file deleted from probes/
+    # would still ship: start from an empty one, and leave none in the checkout.
+    rm -rf "$repo/build"
+    "${pip[@]}" "$spec"
+    rm -rf "$repo/build"
+  fi
+  printf '%s' "$want" >"$stamp"
 }
 
 install_packages "${packages[@]}"

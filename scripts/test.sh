@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set the host up if needed (with the test tooling), then lint and run the whole test suite.
+# Set the host up if needed (with the test tooling, and synfin installed editable so the tests
+# exercise the working tree), then lint and run the whole test suite.
 # Run as root: most tests load BPF programs and create network namespaces. Arguments go to
 # pytest.
 set -euo pipefail
