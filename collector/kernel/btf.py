@@ -174,6 +174,16 @@ class BTF:
             raise BTFError(f"{path}: no member named", "name a member: struct.member")
         return member
 
+    def type_id(self, name: str, kind: int) -> int:
+        """The id of the first type of this kind and name (a typedef, say); 0 if none."""
+        for type_id in range(1, len(self._index[0])):
+            found, _vlen, _target, position, _flag = self._header(type_id)
+            if found == kind:
+                name_off = _TYPE.unpack_from(self._types, position)[0]
+                if name_off and self._name(name_off) == name:
+                    return type_id
+        return 0
+
     def enum_values(self, name: str) -> dict[int, str]:
         """Value -> name of every enumerator of ``enum name``; empty if there is no such enum."""
         for type_id in range(1, len(self._index[0])):
