@@ -15,6 +15,7 @@ from synfin.cli.lab import lab_command
 from synfin.cli.run import run
 from synfin.cli.stream import record, replay, watch
 from synfin.cli.support import (
+    OneLineErrors,
     reports_errors,
     tracefs_option,
 )
@@ -24,7 +25,8 @@ from synfin.kernel import doctor as doctor_checks
 
 
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNFIN"}
+    cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNFIN"},
 )
 @click.version_option(package_name="synfin")
 def main() -> None:

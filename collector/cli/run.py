@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import click
-import yaml
 
-from synfin.cli.support import reports_errors, stop_on_signals, tracefs_option
+from synfin.cli.support import BadInput, reports_errors, stop_on_signals, tracefs_option
+from synfin.errors import SynfinError
 from synfin.exporter.daemon import DEFAULT_LISTEN, Daemon, RunConfig
 from synfin.exporter.groundtruth import SCOPES
+from synfin.exporter.yaml_file import YamlDocument, one_line, parse_yaml, read_bounded, shown
 
 RUN_CONFIG_KEYS = {
     "listen_address", "web_config_file", "port_labels", "port_label_listening", "max_sockets",
@@ -20,27 +21,62 @@ RUN_CONFIG_KEYS = {
 }  # fmt: skip
 
 
+def _settings(document: YamlDocument, path: Path) -> list[tuple[str, str, object]]:
+    """(option name, key as written, value) for each setting of the file."""
+    raw = document.data if document.data is not None else {}
+    if not isinstance(raw, dict):
+        raise BadInput(
+            f"config file {path} is not a YAML mapping of option: value",
+            "write one setting per line, for example max_sockets: 65536",
+        )
+    settings = []
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        name = "port_labels" if name == "port_label" else name
+        if not isinstance(key, str) or name not in RUN_CONFIG_KEYS:
+            raise BadInput(
+                f"config file {path}{document.where(str(key))}: unknown setting {shown(key)}",
+                f"use one of {', '.join(sorted(RUN_CONFIG_KEYS - {'port_labels'}))}, port_label",
+            )
+        settings.append((name, key, value))
+    return settings
+
+
+def _checked(ctx: click.Context, where: str, name: str, value: object) -> object:
+    """The value as the option takes it; a wrong one is named with the file and line here, not
+    later as if a flag were wrong."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    if param.multiple and not isinstance(value, list):
+        value = [value]  # `port_label: 80` as well as `port_label: [80, 443]`
+    try:
+        param.type_cast_value(ctx, value)
+    except click.BadParameter as error:
+        raise BadInput(f"{where}: {error.message}", "see synfin run --help") from None
+    except ValueError as error:  # a NUL byte in a path
+        raise BadInput(f"{where}: {one_line(str(error))}", "see synfin run --help") from None
+    except (TypeError, AttributeError):  # a list or a mapping where a word belongs
+        raise BadInput(
+            f"{where}: {shown(value)} is not a {param.type.name}", "see synfin run --help"
+        ) from None
+    return value
+
+
 def load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | None) -> Path | None:
     """An optional YAML file whose keys are run's option names (CLI and SYNFIN_* win)."""
     if path is None:
         return None
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        data = read_bounded(path, "config file", SynfinError)
+        document = parse_yaml(data, path, "config file", SynfinError)
     except OSError as error:
         raise click.BadParameter(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise click.BadParameter(
-            f"{path} is not valid YAML: {str(error).splitlines()[0]}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise click.BadParameter(f"{path} is not a YAML mapping of option: value")
-    settings = {str(key).replace("-", "_"): value for key, value in raw.items()}
+    except SynfinError as error:
+        raise BadInput(error.problem, error.fix) from None
     settings = {
-        ("port_labels" if key == "port_label" else key): value for key, value in settings.items()
+        name: _checked(ctx, f"config file {path}{document.where(key)}: {key}", name, value)
+        for name, key, value in _settings(document, path)
+        if value is not None  # an empty setting leaves the option's default
     }
-    unknown = sorted(set(settings) - RUN_CONFIG_KEYS)
-    if unknown:
-        raise click.BadParameter(f"{path}: unknown setting(s) {', '.join(unknown)}")
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return path
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -50,6 +50,53 @@ tracefs_option = click.option(
     envvar="SYNFIN_TRACEFS",
     help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
 )
+
+
+def escaped(text: str) -> str:
+    """What cannot be printed, written as its escape: an argument is arbitrary bytes, and a
+    line break in one must not split the one line an error is."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.ClickException as error:
+        error.message = escaped(error.message)
+        raise
+
+
+class OneLineErrors(click.Group):
+    """The top command: click quotes a bad argument as it was given (an unexpected extra
+    argument, an unknown option), so its errors are escaped wherever click raises them."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+class BadInput(click.ClickException):
+    """Bad input found while click reads the options (the --config file's contents): one line
+    and exit 1, worded as a SynfinError, not as a usage error (exit 2)."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(str(SynfinError(problem, fix)))
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"synfin: error: {self.format_message()}", err=True)
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -116,7 +163,7 @@ def parse_each(
         try:
             return tuple(parse(value) for value in values)
         except ValueError as problem:
-            raise click.BadParameter(str(problem)) from None
+            raise click.BadParameter(escaped(str(problem))) from None
 
     return callback
 

@@ -1,172 +1,49 @@
-"""Serving /metrics: TLS and basic auth from a web config file in the Prometheus
-exporter-toolkit format, so operators configure synfin as they configure node_exporter.
-
-    tls_server_config:
-      cert_file: /etc/synfin/tls.crt
-      key_file: /etc/synfin/tls.key
-      client_auth_type: RequireAndVerifyClientCert   # optional
-      client_ca_file: /etc/synfin/clients.crt        # optional
-    basic_auth_users:
-      prometheus: $2y$10$...                           # bcrypt hash
+"""Serving /metrics over HTTP or HTTPS as the web config says (web_config.py reads it,
+web_tls.py builds the TLS context): basic auth, a rate limit, the configured headers on every
+answer. Every request is untrusted bytes: whatever arrives gets an HTTP answer or a closed
+connection, never a traceback, and a client that stops half-way is dropped after a timeout.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
+import ipaddress
+import logging
+import re
 import socket
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bcrypt
-import yaml
 
 from synfin.errors import SynfinError
+from synfin.exporter import web_tls
+from synfin.exporter.web_config import RateLimit, WebConfig, load_web_config
+from synfin.exporter.web_tls import WebConfigError
+from synfin.exporter.yaml_file import one_line
 
-CLIENT_AUTH = {
-    "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
-    "RequireAnyClientCert": ssl.CERT_REQUIRED,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
+__all__ = [
+    "WSGIServer", "WebConfig", "WebConfigError", "load_web_config", "parse_listen_address", "serve",
+]  # fmt: skip
+
+log = logging.getLogger("synfin")
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class WebConfigError(SynfinError):
-    """The web config file cannot be used."""
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    client_auth_type: str = "NoClientCert"
-    client_ca_file: Path | None = None
-    users: dict[str, bytes] = field(default_factory=dict)  # name -> bcrypt hash
-
-    @property
-    def tls(self) -> bool:
-        return self.cert_file is not None
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except (OSError, ssl.SSLError) as error:
-            raise WebConfigError(
-                f"cannot load TLS certificate {self.cert_file} and key {self.key_file}: {error}",
-                "check that both files exist, are PEM, and belong together",
-            ) from None
-        context.verify_mode = CLIENT_AUTH[self.client_auth_type]
-        if self.client_ca_file:
-            try:
-                context.load_verify_locations(str(self.client_ca_file))
-            except (OSError, ssl.SSLError) as error:
-                raise WebConfigError(
-                    f"cannot load client CA {self.client_ca_file}: {error}",
-                    "give a PEM certificate file",
-                ) from None
-        return context
-
-
-def _text(section: dict[str, Any], key: str, where: str) -> str | None:
-    value = section.get(key)
-    if value is not None and not isinstance(value, str):
-        raise WebConfigError(f"{where}: {key} must be a string", "quote it in the YAML")
-    return value
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise WebConfigError(
-            f"web config {path} not found", "give an existing file to --web-config-file"
-        ) from None
-    except OSError as error:
-        raise WebConfigError(
-            f"cannot read web config {path}: {error.strerror}", "check its permissions"
-        ) from None
-    except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0]
-        raise WebConfigError(
-            f"web config {path} is not valid YAML: {first_line}", "fix the YAML"
-        ) from None
-    if not isinstance(raw, dict):
-        raise WebConfigError(
-            f"web config {path} is not a YAML mapping", "see docs/security.md for the format"
-        )
-    unknown = set(raw) - {"tls_server_config", "basic_auth_users", "http_server_config"}
-    if unknown:
-        raise WebConfigError(
-            # YAML keys need not be strings (`? ` makes a null key): name them as written.
-            f"web config {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}",
-            "see the format",
-        )
-    return raw
-
-
-def _bcrypt_users(users: dict[Any, Any], where: str) -> dict[str, bytes]:
-    checked: dict[str, bytes] = {}
-    for name, hashed in users.items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            raise WebConfigError(
-                f"{where}: the password of user {name!r} is not a bcrypt hash",
-                "generate one with: htpasswd -nbBC 10 USER PASSWORD",
-            )
-        try:
-            bcrypt.checkpw(b"", hashed.encode())
-        except ValueError:
-            raise WebConfigError(
-                f"{where}: user {name!r} has a malformed bcrypt hash", "generate it again"
-            ) from None
-        checked[str(name)] = hashed.encode()
-    return checked
-
-
-def load_web_config(path: Path) -> WebConfig:
-    """Read and check a web config file; every problem is one WebConfigError with the fix."""
-    raw = _read_yaml(path)
-    tls = raw.get("tls_server_config") or {}
-    users = raw.get("basic_auth_users") or {}
-    where = f"web config {path}"
-    if not isinstance(tls, dict) or not isinstance(users, dict):
-        raise WebConfigError(f"{where}: sections must be mappings", "see the format")
-    cert, key = _text(tls, "cert_file", where), _text(tls, "key_file", where)
-    if bool(cert) != bool(key):
-        raise WebConfigError(
-            f"{where}: cert_file and key_file go together", "give both, or neither"
-        )
-    auth = _text(tls, "client_auth_type", where) or "NoClientCert"
-    if auth not in CLIENT_AUTH:
-        raise WebConfigError(
-            f"{where}: unknown client_auth_type {auth!r}", f"use one of {', '.join(CLIENT_AUTH)}"
-        )
-    ca = _text(tls, "client_ca_file", where)
-    if auth in ("RequireAndVerifyClientCert", "VerifyClientCertIfGiven") and not ca:
-        raise WebConfigError(
-            f"{where}: {auth} needs client_ca_file", "add the CA that signs client certificates"
-        )
-    config = WebConfig(
-        Path(cert) if cert else None,
-        Path(key) if key else None,
-        auth,
-        Path(ca) if ca else None,
-        _bcrypt_users(users, where),
-    )
-    if config.tls:
-        config.ssl_context()  # fail now, not at the first scrape
-    return config
+REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request or read a chunk
+# bcrypt of "fakepassword" (the toolkit's decoy): an unknown user costs one bcrypt check as a
+# known one does, so answer times do not tell which user names exist.
+DECOY_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+BCRYPT_BYTES = 72  # bcrypt reads no further; Python's bcrypt 5 raises beyond, Go's ignores
+VERSION = re.compile(r"\d{1,9}(?:\.\d{1,9})*")
+HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 class BasicAuth:
@@ -182,16 +59,19 @@ class BasicAuth:
             return False
         try:
             name, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8
             return False
         hashed = self.users.get(name)
-        if hashed is None:
-            return False
-        digest = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
+        secret = password.encode()[:BCRYPT_BYTES]
+        digest = hashlib.sha256((hashed or DECOY_HASH) + b"\0" + secret).digest()
         with self._lock:
-            if any(hmac.compare_digest(digest, seen) for seen in self._verified):
+            if hashed and any(hmac.compare_digest(digest, seen) for seen in self._verified):
                 return True
-        if bcrypt.checkpw(password.encode(), hashed):
+        try:
+            matches = bcrypt.checkpw(secret, hashed or DECOY_HASH)
+        except ValueError:
+            matches = False
+        if matches and hashed:
             with self._lock:
                 self._verified.add(digest)
             return True
@@ -209,12 +89,87 @@ class BasicAuth:
         return [b"Unauthorized\n"]
 
 
+class RateLimited:
+    """WSGI middleware: a token bucket as Go's rate.Limiter (the toolkit's): ``burst`` requests
+    at once, refilled one per ``interval``; beyond it, 429."""
+
+    def __init__(self, app: WSGIApp, limit: RateLimit) -> None:
+        self.app, self.limit = app, limit
+        self._tokens, self._at = float(limit.burst), time.monotonic()
+        self._lock = threading.Lock()
+
+    def _take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            refill = (now - self._at) / self.limit.interval
+            self._tokens, self._at = min(self.limit.burst, self._tokens + refill), now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if self._take():
+            return self.app(environ, start_response)
+        start_response("429 Too Many Requests", [("Content-Type", "text/plain")])
+        return [b"Too Many Requests\n"]
+
+
+def with_headers(app: WSGIApp, headers: tuple[tuple[str, str], ...]) -> WSGIApp:
+    """The web config's headers on every answer synfin gives (401 and 429 too)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, response: list[tuple[str, str]], *exc: Any) -> Any:
+            return start_response(status, [*response, *headers], *exc)
+
+        return app(environ, start)
+
+    return wrapped
+
+
+def guarded(app: WSGIApp) -> WSGIApp:
+    """A bug met by a request is one log line and a 500, not a traceback on stderr."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return list(app(environ, start_response))
+        except Exception as error:
+            log.warning(
+                "synfin: error answering %s: %s (fix: report it)",
+                one_line(repr(environ.get("PATH_INFO", "")), 80),
+                one_line(f"{type(error).__name__}: {error}"),
+            )
+            start_response(
+                "500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+            return [b"Internal error\n"]
+
+    return wrapped
+
+
+def _readable_accept(accept: str) -> bool:
+    # prometheus_client compares Accept's version= as numbers (a TypeError on any other text)
+    # and copies it into Content-Type: hand it only headers it can read.
+    if not all(" " <= char <= "~" for char in accept):
+        return False
+    for part in accept.split(","):
+        for parameter in part.split(";")[1:]:
+            key, _, value = parameter.strip().partition("=")
+            if key == "version" and not VERSION.fullmatch(value):
+                return False
+    return True
+
+
 def routes(metrics: WSGIApp) -> WSGIApp:
     """/metrics, a pointer to it at /, and 404 for anything else."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
+            if not _readable_accept(environ.get("HTTP_ACCEPT", "")):
+                environ = {k: v for k, v in environ.items() if k != "HTTP_ACCEPT"}
             return metrics(environ, start_response)
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
@@ -225,6 +180,28 @@ def routes(metrics: WSGIApp) -> WSGIApp:
     return app
 
 
+def build_app(metrics: WSGIApp, config: WebConfig) -> WSGIApp:
+    app = routes(metrics)
+    if config.users:
+        app = BasicAuth(app, config.users)
+    if config.rate_limit:
+        app = RateLimited(app, config.rate_limit)  # before auth, as the toolkit: bcrypt is dear
+    if config.headers:
+        app = with_headers(app, config.headers)
+    return guarded(app)
+
+
+class _DebugLog:
+    """wsgiref prints a traceback for a client gone mid-answer; keep it out of stderr."""
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            log.debug("http: %s", text.rstrip())
+
+    def flush(self) -> None:
+        pass
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scraper that never reads holds only its own thread
     # socketserver's default backlog of 5 drops SYNs when many scrapers connect at once.
@@ -232,6 +209,7 @@ class _Server(ThreadingMixIn, WSGIServer):
     address_family = socket.AF_INET
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
+    allowed_sans: tuple[str, ...] = ()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, address = super().get_request()
@@ -242,16 +220,27 @@ class _Server(ThreadingMixIn, WSGIServer):
             )
         return conn, address
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("synfin: error serving a request: %s", one_line(repr(sys.exc_info()[1])))
+
 
 class _QuietHandler(WSGIRequestHandler):
+    # StreamRequestHandler puts it on the socket: every read and write (and the TLS handshake)
+    # gives up after it, so a client that sends half a request and stops is dropped.
+    timeout = REQUEST_TIMEOUT
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def get_stderr(self) -> Any:
+        return _DebugLog()
 
     def handle(self) -> None:
         try:
             if isinstance(self.connection, ssl.SSLSocket):
-                self.connection.settimeout(10)
                 self.connection.do_handshake()
+                if not web_tls.peer_allowed(self.connection, self.server.allowed_sans):  # type: ignore[attr-defined]
+                    return  # as the toolkit: no allowed SAN in the certificate, no answer
             super().handle()
         except (ssl.SSLError, OSError):
             pass  # plain HTTP to a TLS port, a client gone mid-request: nothing to answer
@@ -259,25 +248,37 @@ class _QuietHandler(WSGIRequestHandler):
 
 def parse_listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    host = host.strip("[]")
+    if (
+        not sep
+        or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+        or not (host == "" or _is_ip(host) or HOSTNAME.fullmatch(host))
+    ):
         raise SynfinError(
             f"listen address {text!r} is not HOST:PORT", "for example 0.0.0.0:9977 or [::1]:9977"
         )
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host or "0.0.0.0", int(port)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def serve(app: WSGIApp, listen: str, config: WebConfig) -> tuple[WSGIServer, threading.Thread]:
     """Start serving ``app`` on a background thread; the caller shuts the server down."""
     host, port = parse_listen_address(listen)
-    app = routes(app)
-    if config.users:
-        app = BasicAuth(app, config.users)
     server_class = type("Server", (_Server,), {})
     if ":" in host:
         server_class.address_family = socket.AF_INET6
-    server_class.ssl_context = config.ssl_context() if config.tls else None
+    if config.tls:
+        server_class.ssl_context = web_tls.server_context(config.tls)
+        server_class.allowed_sans = config.tls.client_allowed_sans
     try:
-        server = make_server(host, port, app, server_class, _QuietHandler)
+        server = make_server(host, port, build_app(app, config), server_class, _QuietHandler)
     except OSError as error:
         raise SynfinError(
             f"cannot listen on {listen}: {error.strerror}", "choose another --listen-address"

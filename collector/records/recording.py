@@ -49,14 +49,15 @@ class Header:
         try:
             record = json.loads(line)
             schema = record["synfin_recording"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             raise RecordingError(
                 f"{path} is not a synfin recording (no header line)",
                 "record one with `synfin record -o FILE`",
             ) from None
         if schema != SCHEMA:
+            shown = schema if isinstance(schema, int) else repr(schema)[:40]  # stays one line
             raise RecordingError(
-                f"{path} is a schema {schema} recording; this synfin reads schema {SCHEMA}",
+                f"{path} is a schema {shown} recording; this synfin reads schema {SCHEMA}",
                 "replay it with the synfin version that recorded it",
             )
         try:
@@ -71,7 +72,7 @@ class Header:
                     },
                 ),
             )
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):  # Infinity as an int
             raise RecordingError(f"{path}: damaged header line", "record it again") from None
 
 
@@ -140,6 +141,10 @@ class Reader:
                 raise RecordingError(f"{where}: {error}", "is this a synfin recording?") from None
             except ValueError:
                 raise RecordingError(f"{where}: not JSON", "is this a synfin recording?") from None
+            except RecursionError:  # brackets nested thousands deep, which json cannot follow
+                raise RecordingError(
+                    f"{where}: JSON nested too deeply", "is this a synfin recording?"
+                ) from None
 
     def close(self) -> None:
         self._stream.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -57,6 +58,23 @@ def shadow_bcc(tmp: Path) -> None:
     )
 
 
+BINARY = bytes(range(128, 256)) * 4  # 512 bytes, none of them UTF-8 on its own
+TLS = "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n"
+
+
+def key_pair(tmp: Path, *encrypt: str) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         *(encrypt or ["-nodes"]), "-days", "1", "-subj", "/CN=synfin",
+         "-keyout", str(tmp / "tls.key"), "-out", str(tmp / "tls.crt")],
+        capture_output=True, check=True,
+    )  # fmt: skip
+
+
+def encrypted_key_pair(tmp: Path) -> None:
+    key_pair(tmp, "-passout", "pass:secret")
+
+
 def huge_line(tmp: Path) -> None:
     with (tmp / "huge.jsonl").open("wb") as out:
         out.write(HEADER.encode())
@@ -92,20 +110,52 @@ ROWS = [
     # -- the config file ----------------------------------------------------------------------
     Row("config-missing", ["run", "--config", "{tmp}/none.yml", "--check"], "cannot read {tmp}/none.yml: No such file or directory", 2),
     Row("config-is-a-directory", ["run", "--config", "{tmp}", "--check"], "is a directory", 2),
-    Row("config-malformed-yaml", ["run", "--config", "{tmp}/c.yml", "--check"], "is not valid YAML", 2, files={"c.yml": "ground_truth: [\n"}),
-    Row("config-wrong-type", ["run", "--config", "{tmp}/c.yml", "--check"], "'lots' is not a valid integer", 2, files={"c.yml": "max_sockets: lots\n"}),
-    Row("config-not-a-mapping", ["run", "--config", "{tmp}/c.yml", "--check"], "is not a YAML mapping of option: value", 2, files={"c.yml": "- a\n- b\n"}),
-    Row("config-unknown-setting", ["run", "--config", "{tmp}/c.yml", "--check"], "unknown setting(s) listen_adress", 2, files={"c.yml": "listen_adress: a:1\n"}),
+    Row("config-malformed-yaml", ["run", "--config", "{tmp}/c.yml", "--check"], "config file {tmp}/c.yml is not valid YAML, line 2", 1, files={"c.yml": "ground_truth: [\n"}),
+    Row("config-wrong-type", ["run", "--config", "{tmp}/c.yml", "--check"], "config file {tmp}/c.yml, line 1: max_sockets: 'lots' is not a valid integer", 1, files={"c.yml": "max_sockets: lots\n"}),
+    Row("config-not-a-mapping", ["run", "--config", "{tmp}/c.yml", "--check"], "is not a YAML mapping of option: value", 1, files={"c.yml": "- a\n- b\n"}),
+    Row("config-unknown-setting", ["run", "--config", "{tmp}/c.yml", "--check"], "line 1: unknown setting listen_adress", 1, files={"c.yml": "listen_adress: a:1\n"}),
+    Row("config-binary", ["run", "--config", "{tmp}/c.yml", "--check"], "config file {tmp}/c.yml is not UTF-8 text (byte 0x80 on line 1)", 1, files={"c.yml": BINARY}),
+    Row("config-endless", ["run", "--config", "/dev/zero", "--check"], "config file /dev/zero is larger than 1 MiB", 1),
+    Row("config-nul-in-a-path", ["run", "--config", "{tmp}/c.yml", "--check"], "web_config_file: embedded null byte", 1, files={"c.yml": 'web_config_file: "a\\0b"\n'}),
+    Row("config-setting-twice", ["run", "--config", "{tmp}/c.yml", "--check"], "line 2: key max_sockets given twice (first on line 1) (fix: keep one of them)", 1, files={"c.yml": "max_sockets: 100\nmax_sockets: 200\n"}),
+    Row("config-nested-too-deeply", ["run", "--config", "{tmp}/c.yml", "--check"], "is not valid YAML: nested too deeply", 1, files={"c.yml": "[" * 5000}),
     # -- the web config file ------------------------------------------------------------------
     Row("web-config-missing", ["run", "--web-config-file", "{tmp}/none.yml", "--check"], "web config {tmp}/none.yml not found", 1),
     Row("web-config-malformed-yaml", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "is not valid YAML", 1, files={"w.yml": "[unclosed\n"}),
     Row("web-config-plaintext-password", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "is not a bcrypt hash", 1, files={"w.yml": "basic_auth_users:\n  alice: secret\n"}),
     Row("web-config-bad-bcrypt", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "has a malformed bcrypt hash", 1, files={"w.yml": "basic_auth_users:\n  alice: $2y$10$short\n"}),
-    Row("web-config-missing-certificate", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot load TLS certificate {tmp}/none.crt", 1,
+    Row("web-config-missing-certificate", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot read cert_file {tmp}/none.crt: No such file or directory", 1,
         files={"w.yml": "tls_server_config:\n  cert_file: {tmp}/none.crt\n  key_file: {tmp}/none.key\n"}),
     Row("web-config-cert-without-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cert_file and key_file go together (fix: give both, or neither)", 1, files={"w.yml": "tls_server_config:\n  cert_file: a.crt\n"}),
-    Row("web-config-unknown-client-auth", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown client_auth_type 'Sometimes'", 1, files={"w.yml": "tls_server_config: {client_auth_type: Sometimes}\n"}),
-    Row("web-config-unknown-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown key(s) tls_config", 1, files={"w.yml": "tls_config: {}\n"}),
+    Row("web-config-unknown-client-auth", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown client_auth_type 'Sometimes'", 1, files={"w.yml": TLS + "  client_auth_type: Sometimes\n"}, setup=key_pair),
+    Row("web-config-unknown-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "line 1: unknown key tls_config in the top level (fix: the keys allowed there are tls_server_config, http_server_config, basic_auth_users, rate_limit)", 1, files={"w.yml": "tls_config: {}\n"}),
+    Row("web-config-unknown-nested-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "line 4: unknown key min_versoin in tls_server_config (fix: the keys allowed there are cert_file, key_file, cert, key,", 1, files={"w.yml": TLS + "  min_versoin: TLS13\n"}, setup=key_pair),
+    Row("web-config-key-twice", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "line 5: key min_version given twice (first on line 4)", 1, files={"w.yml": TLS + "  min_version: TLS13\n  min_version: TLS10\n"}, setup=key_pair),
+    Row("web-config-binary", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "web config {tmp}/w.yml is not UTF-8 text (byte 0x80 on line 1)", 1, files={"w.yml": BINARY}),
+    Row("web-config-endless", ["run", "--web-config-file", "/dev/zero", "--check"], "web config /dev/zero is larger than 1 MiB", 1),
+    Row("web-config-binary-certificate", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot load TLS certificate cert_file {tmp}/bin.crt and key key_file {tmp}/tls.key", 1, files={"w.yml": "tls_server_config:\n  cert_file: bin.crt\n  key_file: tls.key\n", "bin.crt": BINARY}, setup=key_pair),
+    Row("web-config-binary-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot load TLS certificate cert_file {tmp}/tls.crt and key key_file {tmp}/bin.key", 1, files={"w.yml": "tls_server_config:\n  cert_file: tls.crt\n  key_file: bin.key\n", "bin.key": BINARY}, setup=key_pair),
+    Row("web-config-binary-client-ca", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cannot load client CA client_ca_file {tmp}/bin.pem", 1, files={"w.yml": TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: bin.pem\n", "bin.pem": BINARY}, setup=key_pair),
+    Row("web-config-encrypted-key", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "the TLS key key_file {tmp}/tls.key is encrypted (fix: decrypt it", 1, files={"w.yml": TLS}, setup=encrypted_key_pair),
+    Row("web-config-tls-setting-without-certificate", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "min_version has no effect without a certificate", 1, files={"w.yml": "tls_server_config:\n  min_version: TLS13\n"}),
+    Row("web-config-unknown-tls-version", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown min_version 'TLS14' (fix: use TLS10, TLS11, TLS12 or TLS13)", 1, files={"w.yml": TLS + "  min_version: TLS14\n"}, setup=key_pair),
+    Row("web-config-min-above-max", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "min_version TLS13 is above max_version TLS12", 1, files={"w.yml": TLS + "  min_version: TLS13\n  max_version: TLS12\n"}, setup=key_pair),
+    Row("web-config-unknown-cipher", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown cipher suite 'TLS_RSA_WITH_RC4_128_SHA'", 1, files={"w.yml": TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"}, setup=key_pair),
+    Row("web-config-tls13-cipher-suite", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite, and TLS 1.3 suites cannot be chosen with Python's ssl", 1, files={"w.yml": TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"}, setup=key_pair),
+    Row("web-config-cipher-suites-with-tls13-only", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cipher_suites has no effect with min_version TLS13", 1, files={"w.yml": TLS + "  min_version: TLS13\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"}, setup=key_pair),
+    Row("web-config-unknown-curve", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown curve 'P-256' (fix: use one of CurveP256, CurveP384, CurveP521, X25519)", 1, files={"w.yml": TLS + "  curve_preferences: [P-256]\n"}, setup=key_pair),
+    Row("web-config-curves-python-cannot-set", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "Python's ssl sets exactly one curve, and only a prime one (not X25519)", 1, files={"w.yml": TLS + "  curve_preferences: [X25519, CurveP256]\n"}, setup=key_pair),
+    Row("web-config-require-any-client-cert", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "client_auth_type RequireAnyClientCert cannot be enforced: it takes a client certificate without verifying it", 1, files={"w.yml": TLS + "  client_auth_type: RequireAnyClientCert\n"}, setup=key_pair),
+    Row("web-config-request-client-cert", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "client_auth_type RequestClientCert cannot be enforced", 1, files={"w.yml": TLS + "  client_auth_type: RequestClientCert\n"}, setup=key_pair),
+    Row("web-config-verify-without-ca", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "RequireAndVerifyClientCert needs client_ca_file (fix: add the CA that signs client certificates", 1, files={"w.yml": TLS + "  client_auth_type: RequireAndVerifyClientCert\n"}, setup=key_pair),
+    Row("web-config-ca-without-client-auth", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "a client CA is given but client_auth_type is NoClientCert", 1, files={"w.yml": TLS + "  client_ca_file: tls.crt\n"}, setup=key_pair),
+    Row("web-config-sans-without-verification", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "client_allowed_sans needs client_auth_type RequireAndVerifyClientCert", 1, files={"w.yml": TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: tls.crt\n  client_allowed_sans: [a]\n"}, setup=key_pair),
+    Row("web-config-reserved-header", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "unknown key Server in http_server_config.headers (fix: the keys allowed there are Content-Security-Policy,", 1, files={"w.yml": "http_server_config:\n  headers:\n    Server: synfin\n"}),
+    Row("web-config-bad-header-value", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "invalid value 'allow' for X-Frame-Options (fix: use one of deny, sameorigin)", 1, files={"w.yml": "http_server_config:\n  headers:\n    X-Frame-Options: allow\n"}),
+    Row("web-config-http2", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "http2: true cannot be honoured: synfin serves HTTP/1.1 only", 1, files={"w.yml": "http_server_config:\n  http2: true\n"}),
+    Row("web-config-bad-rate-interval", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "interval fast is not a duration", 1, files={"w.yml": "rate_limit:\n  interval: fast\n  burst: 5\n"}),
+    Row("web-config-rate-burst-zero", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "a rate limit with burst 0 refuses every request", 1, files={"w.yml": "rate_limit:\n  interval: 1s\n  burst: 0\n"}),
+    Row("web-config-bcrypt-cost", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "has a bcrypt hash of cost 31: minutes to days a check", 1, files={"w.yml": "basic_auth_users:\n  alice: $2y$31$" + "a" * 53 + "\n"}),
     Row("web-config-wrong-type", ["run", "--web-config-file", "{tmp}/w.yml", "--check"], "cert_file must be a string", 1, files={"w.yml": "tls_server_config:\n  cert_file: [a]\n"}),
     # -- recordings ---------------------------------------------------------------------------
     Row("replay-missing", ["replay", "{tmp}/none.jsonl"], "{tmp}/none.jsonl: no such file", 1),
@@ -115,7 +165,14 @@ ROWS = [
     Row("replay-truncated", ["replay", "{tmp}/r.jsonl"], "r.jsonl:2: truncated last line", 1, files={"r.jsonl": HEADER + '{"kind":"state_change"'}),
     Row("replay-huge-line", ["replay", "{tmp}/huge.jsonl"], "huge.jsonl:2: line longer than 1048576 bytes", 1, setup=huge_line),
     Row("replay-newer-schema", ["replay", "{tmp}/r.jsonl"], "is a schema 7 recording; this synfin reads schema 1", 1, files={"r.jsonl": HEADER.replace(":1,", ":7,", 1)}),
+    Row("replay-nested-too-deeply", ["replay", "{tmp}/r.jsonl"], "r.jsonl:2: JSON nested too deeply", 1, files={"r.jsonl": HEADER + "[" * 5000 + "\n"}),
     Row("replay-wrong-event", ["replay", "{tmp}/r.jsonl"], "r.jsonl:2: missing field(s)", 1, files={"r.jsonl": HEADER + '{"kind":"state_change"}\n'}),
+    # -- bytes in variables and options ------------------------------------------------------
+    Row("variable-binary-listen-address", ["run", "--check"], "listen address '\\udcff\\udcfe:80' is not HOST:PORT", 1, env={"SYNFIN_LISTEN_ADDRESS": "\udcff\udcfe:80"}),
+    Row("variable-binary-number", ["run", "--check"], "Invalid value for '--max-sockets': '\\udcff' is not a valid integer range", 2, env={"SYNFIN_MAX_SOCKETS": "\udcff"}),
+    Row("option-binary-listen-address", ["run", "--listen-address", "\udcff:80", "--check"], "listen address '\\udcff:80' is not HOST:PORT", 1),
+    Row("option-line-break", ["watch", "--state", "time\nwait"], "'time\\nwait' is not a TCP state", 2),
+    Row("argument-line-break", ["watch", "a\nb"], "Got unexpected extra argument (a\\nb)", 2),
     # -- the environment ----------------------------------------------------------------------
     Row("not-root", ["watch", "--duration", "1"], "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON", 3, wrap=WITHOUT_CAPABILITIES),
     Row("tracefs-not-mounted", ["watch", "--tracefs", "{tmp}", "--duration", "1"], "tracefs is not mounted at {tmp} (fix: mount -t tracefs", 3),
@@ -189,3 +246,28 @@ def test_every_row_is_documented() -> None:
         assert f"| `{row.id}` |" in doc, f"docs/bad-input.md has no row {row.id}"
         line = next(line for line in doc.splitlines() if line.startswith(f"| `{row.id}` |"))
         assert line.rstrip().endswith(f"| {row.code} |"), f"{row.id}: documented exit code differs"
+
+
+def test_the_security_table_is_filled_from_tests() -> None:
+    """docs/security.md's table of web config keys: every key the exporter-toolkit knows has a
+    row, and every row and test the table names exists."""
+    doc = (REPO / "docs" / "security.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| `")]
+    toolkit_keys = [
+        "cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file", "client_ca",
+        "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+        "prefer_server_cipher_suites", "curve_preferences", "headers", "http2",
+        "basic_auth_users", "interval", "burst",
+    ]  # fmt: skip
+    for key in toolkit_keys:
+        assert any(
+            f"`{key}" in line.split(" | ")[0] or f"{key}`" in line.split(" | ")[0] for line in table
+        ), key
+    web_tests = (REPO / "tests" / "integration" / "test_web_config.py").read_text()
+    row_ids = {row.id for row in ROWS}
+    for line in table:
+        tested = line.split(" | ")[-1]
+        for name in re.findall(r"`(test_\w+)", tested):
+            assert f"def {name}(" in web_tests or name.startswith("test_run"), name
+        for name in re.findall(r"`(web-config-[\w-]+)`", tested):
+            assert name in row_ids, name
