@@ -12,6 +12,7 @@ import pytest
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
 from synfin.records.events import Event, decode
+from tests.peer.lab import Scripted
 
 pytest.register_assert_rewrite("tests.scenario_checks")
 
@@ -65,3 +66,10 @@ _next_port = iter(range(20000, 30000))
 def port() -> int:
     """A port no other test in this session uses, so its events are this test's alone."""
     return next(_next_port)
+
+
+@pytest.fixture(scope="session")
+def scripted(recorder: Recorder) -> Scripted:
+    """Runs a scripted-peer test's script in its own namespace (tun device, no peer kernel)
+    and gathers what the kernel and synfin said about it (tests/peer/)."""
+    return Scripted(recorder)
