@@ -14,7 +14,7 @@
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
 //   READ_SOCK_FIELDS  1: socket fields at BTF offsets: SK_SHUTDOWN_OFF/_SHIFT/_BITS (shutdown
 //                        or close), SK_ERR_OFF (why it closed), TCP_SEGS_OUT_OFF (did a SYN
-//                        leave), TCP_FASTOPEN_RSK_OFF (a Fast Open child, made at the SYN)
+//                        leave), TFO_CHILD_OFF/_SHIFT (a Fast Open child; 6.15+, optional)
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
 //   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
 //   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)

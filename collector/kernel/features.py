@@ -136,7 +136,20 @@ def _socket_fields(btf: BTF | None, problem: str) -> dict[str, int]:
         "SK_SHUTDOWN_BITS": member.bitfield_size or 8,
         "SK_ERR_OFF": btf.offset("sock.sk_err"),
         "TCP_SEGS_OUT_OFF": btf.offset("tcp_sock.segs_out"),
-        "TCP_FASTOPEN_RSK_OFF": btf.offset("tcp_sock.fastopen_rsk"),
+        **_fast_open_child_bit(btf),
+    }
+
+
+def _fast_open_child_bit(btf: BTF) -> dict[str, int]:
+    """tcp_sock.syn_fastopen_child (Linux >= 6.15): set on a Fast Open child once created, so
+    its next state change tells that SYN-RCVD began at the SYN. Older kernels lack it."""
+    try:
+        member = btf.member("tcp_sock.syn_fastopen_child")
+    except BTFError:
+        return {}
+    return {
+        "TFO_CHILD_OFF": member.bit_offset // 8,
+        "TFO_CHILD_SHIFT": member.bit_offset % 8,
     }
 
 

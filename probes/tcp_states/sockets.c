@@ -123,13 +123,14 @@ static __always_inline s64 socket_segments_out(u64 skaddr)
 #endif
 }
 
-// A Fast Open child still holds its request socket: it was created by the SYN itself.
+// A Fast Open child, created by the SYN itself. The kernel marks it only after the state
+// change that creates it, so this is read at the child's next one (Linux >= 6.15).
 static __always_inline int socket_is_fast_open_child(u64 skaddr)
 {
-#if READ_SOCK_FIELDS
-    void *request = 0;
-    bpf_probe_read_kernel(&request, sizeof(request), (void *)(skaddr + TCP_FASTOPEN_RSK_OFF));
-    return request != 0;
+#if READ_SOCK_FIELDS && defined(TFO_CHILD_OFF)
+    u8 byte = 0;
+    bpf_probe_read_kernel(&byte, sizeof(byte), (void *)(skaddr + TFO_CHILD_OFF));
+    return (byte >> TFO_CHILD_SHIFT) & 1;
 #else
     return 0;
 #endif

@@ -5,12 +5,12 @@ static __always_inline u32 facts_for(int oldstate, int newstate, u64 skaddr, int
     u32 facts = 0;
     if (oldstate == TCP_CLOSE_NUM && newstate == TCP_SYN_SENT_NUM)
         facts |= FACT_ACTIVE_OPEN;
-    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
+    if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM)
         facts |= FACT_PASSIVE_OPEN;
-        // A Fast Open child is made by the SYN itself, not by the third ACK.
-        if (socket_is_fast_open_child(skaddr))
-            facts |= FACT_FAST_OPEN | FACT_SYN_OBSERVED;
-    }
+    // A Fast Open child was made by the SYN itself, not by the third ACK: its SYN-RCVD began
+    // when it was created.
+    if (oldstate == TCP_SYN_RECV_NUM && socket_is_fast_open_child(skaddr))
+        facts |= FACT_FAST_OPEN | FACT_SYN_OBSERVED;
     if (oldstate == TCP_SYN_SENT_NUM && newstate == TCP_SYN_RECV_NUM)
         facts |= FACT_SIMULTANEOUS_OPEN;
     if (newstate == TCP_ESTABLISHED_NUM)
@@ -152,8 +152,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     track_listener(oldstate, newstate, entry);
     if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
         inherit_listener_owner(entry);
-        if (!(entry->facts & FACT_FAST_OPEN))
-            note_child(skaddr);  // its SYN's time is linked from the request socket's timer
+        note_child(skaddr);  // a request socket's timer, cancelled now, links its SYN's time
         count_open(OPEN_ACCEPTED, entry);
     }
     if (newstate == TCP_ESTABLISHED_NUM)

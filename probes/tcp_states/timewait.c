@@ -243,13 +243,20 @@ static __always_inline void on_timer_cancel(u64 timer, u64 function)
     }
 }
 
-static __always_inline void on_synack_retransmit(u64 req)
+static __always_inline void on_synack_retransmit(u64 skaddr, u64 req)
 {
     u32 index = RETRANSMIT_SYNACK * N_STATE_SLOTS + TCP_NEW_SYN_RECV_NUM;
     add_to(retransmits.lookup(&index));
     struct half_open *request = half_open.lookup(&req);
     if (request)
         request->synack_retrans += 1;
+    // A Fast Open child resends its own SYN-ACK (`skaddr` is the child, not the listener).
+    struct sock_entry *child = sockets.lookup(&skaddr);
+    if (child && child->state == TCP_SYN_RECV_NUM) {
+        child->facts |= FACT_SYN_RETRANSMITTED;
+        if (child->syn_retrans < 255)
+            child->syn_retrans += 1;
+    }
 }
 #else
 static __always_inline int take_timewait(u64 now, struct pending_timewait *out) { return 0; }
@@ -294,7 +301,7 @@ RAW_TRACEPOINT_PROBE(timer_cancel)
 
 TRACEPOINT_PROBE(tcp, tcp_retransmit_synack)
 {
-    on_synack_retransmit((u64)args->req);
+    on_synack_retransmit((u64)args->skaddr, (u64)args->req);
     return 0;
 }
 #endif

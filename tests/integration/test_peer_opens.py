@@ -159,12 +159,6 @@ fast_open_cases = pytest.mark.parametrize(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 4 (still after 505b4f1): a Fast Open child's LISTEN -> SYN-RCVD "
-    'is marked inferred ("SYN\'s arrival not observed: shown at the third ACK", also with no '
-    "third ACK at all) though the kernel announced LISTEN -> SYN_RECV at the SYN itself",
-)
 @fast_open_cases
 @by_family
 def test_fast_open_child_is_seen_at_the_syn(scripted, family: int, third_ack: bool) -> None:
@@ -210,12 +204,6 @@ def test_fast_open_server_without_third_ack_times_out(scripted, family: int) -> 
     checks.counters_match(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, found here: a Fast Open child's SYN-ACK retransmissions are missing from "
-    "its classification (syn_retransmits=0, 'timed out after 0 SYN retransmits') though "
-    'TcpExt TCPSynRetrans and synfin\'s own retransmits{kind="synack"} count 1',
-)
 @by_family
 def test_fast_open_server_synack_retransmits_in_the_verdict(scripted, family: int) -> None:
     outcome = scripted(fast_open_server, family, third_ack=False)
