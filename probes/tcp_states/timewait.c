@@ -48,6 +48,7 @@ struct pending_child {
 
 struct half_open {
     u64 syn_ns;          // when the request socket's timer was first armed: the SYN's arrival
+    u64 expired_ns;      // when its timer last fired (the handler re-arms it, or drops it)
     u32 synack_retrans;
     u32 reserved;
 };
@@ -183,15 +184,27 @@ static __always_inline void on_timer_start(u64 timer, u64 function)
         timewait_slot.update(&zero, &pending);
     } else if (function == REQSK_TIMER_FN) {
         u64 req = timer - RSK_TIMER_OFF;
+        // A re-arm from the timer's own handler (a SYN-ACK retransmit) keeps the first arming,
+        // the SYN's arrival. Any other arming is a new request, perhaps at the address of one
+        // that expired (its entry is never cancelled): it starts afresh.
+        struct half_open *known = half_open.lookup(&req);
+        if (known && known->expired_ns && now - known->expired_ns <= ADJACENT_NS)
+            return;
         struct half_open fresh = {.syn_ns = now};
-        // Re-arms (SYN-ACK retransmits) must keep the first arming: the SYN's arrival.
-        half_open.insert(&req, &fresh);
+        half_open.update(&req, &fresh);
     }
 }
 
 static __always_inline void on_timer_expire(u64 timer, u64 function)
 {
     settle_kill(function == TW_TIMER_FN ? timer : 0);
+    if (function == REQSK_TIMER_FN) {
+        u64 req = timer - RSK_TIMER_OFF;
+        struct half_open *request = half_open.lookup(&req);
+        if (request)
+            request->expired_ns = bpf_ktime_get_ns();
+        return;
+    }
     if (function != TW_TIMER_FN)
         return;
     u64 tw = timer - TW_TIMER_OFF;
