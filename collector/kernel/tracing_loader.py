@@ -11,7 +11,8 @@ attach_btf_id of the tracepoint's ``btf_trace_<name>`` typedef) and attaches it 
 ``BPF_RAW_TRACEPOINT_OPEN`` (tp_btf since 5.5; the fd it returns is a link since 5.7).
 
 Limits: one function, no calls to other BPF functions (no func_info is passed), tracepoints
-of vmlinux only (a module's would need its BTF object's fd).
+of vmlinux only (a module's would need its BTF object's fd). Just over 300 lines because the
+``bpf_attr`` layouts are spelled out field by field beside the calls that pack them.
 """
 
 from __future__ import annotations
