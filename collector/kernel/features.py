@@ -136,6 +136,7 @@ def _socket_fields(btf: BTF | None, problem: str) -> dict[str, int]:
         "SK_SHUTDOWN_BITS": member.bitfield_size or 8,
         "SK_ERR_OFF": btf.offset("sock.sk_err"),
         "TCP_SEGS_OUT_OFF": btf.offset("tcp_sock.segs_out"),
+        "TCP_DATA_SEGS_IN_OFF": btf.offset("tcp_sock.data_segs_in"),
         **_fast_open_child_bit(btf),
     }
 

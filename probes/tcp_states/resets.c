@@ -46,6 +46,35 @@ static __always_inline u32 skb_netns(u64 skbaddr)
 }
 #endif
 
+// Data arriving after close() makes the kernel abort: tcp_reset() runs and fires
+// tcp_receive_reset as for a real RST, the orphan is closed and destroyed, and only then does
+// this host's RST go out. A data segment counted since this side closed tells the abort apart
+// (a real RST carries none); its RST is then counted when it is sent, in the state before.
+struct aborted_on_data {
+    u64 skaddr;
+    u8 state;
+};
+BPF_PERCPU_ARRAY(aborts_on_data, struct aborted_on_data, 1);
+
+static __always_inline int aborts_on_data_now(u64 skaddr, struct sock_entry *entry)
+{
+    if (!(entry->state == TCP_FIN_WAIT1_NUM || entry->state == TCP_FIN_WAIT2_NUM) ||
+        !(socket_shutdown(skaddr) & RCV_SHUTDOWN_BIT))
+        return 0;
+    s64 now_in = socket_data_segments_in(skaddr);
+    if (now_in < 0 || now_in <= entry->data_segs_in)
+        return 0;
+    u32 zero = 0;
+    struct aborted_on_data *slot = aborts_on_data.lookup(&zero);
+    if (slot) {
+        slot->skaddr = skaddr;
+        slot->state = entry->state;
+    }
+    entry->facts |= FACT_RESET_SENT;
+    entry->reset_state = entry->state;
+    return 1;
+}
+
 // A reset this host sent. `sockaddrs` (6.10+ layout) describe it when there is no socket.
 static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16 reason,
                                           const u8 *local, const u8 *remote)
@@ -56,6 +85,12 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
     u8 hit = state ? state : (entry ? entry->state : 0);
     if (hit == TCP_CLOSE_NUM && entry && entry->closed_from)
         hit = entry->closed_from;
+    u32 zero = 0;
+    struct aborted_on_data *aborted = aborts_on_data.lookup(&zero);
+    if (aborted && skaddr && aborted->skaddr == skaddr) {
+        hit = aborted->state;  // the orphan is gone by now: its state was kept
+        aborted->skaddr = 0;
+    }
     u32 index = state_slot(hit) * N_RESET_REASONS +
                 (reason < N_RESET_REASONS ? reason : N_RESET_REASONS - 1);
     add_to(resets_sent.lookup(&index));
@@ -74,7 +109,7 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
         scratch.sport = sockaddr_port(local);
         scratch.dport = sockaddr_port(remote);
         scratch.netns = skaddr ? socket_netns(skaddr) : skb_netns(skbaddr);
-        scratch.reset_state = state;
+        scratch.reset_state = hit;
         scratch.reset_reason = reason;
         entry = &scratch;
 #else
@@ -90,9 +125,11 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
 
 static __always_inline void on_reset_received(u64 skaddr, int state)
 {
+    struct sock_entry *entry = sockets.lookup(&skaddr);
+    if (entry && aborts_on_data_now(skaddr, entry))
+        return;
     u32 index = state_slot(state);
     add_to(resets_received.lookup(&index));
-    struct sock_entry *entry = sockets.lookup(&skaddr);
     if (!entry)
         return;
     entry->facts |= FACT_RESET_RECEIVED;

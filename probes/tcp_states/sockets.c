@@ -18,6 +18,7 @@ struct sock_entry {
     u8 reset_state;
     u8 is_timewait;
     u8 closed_from;    // the state it left for CLOSE: where a reset sent after that belongs
+    u32 data_segs_in;  // segments with data received, when this side closed (FIN-WAIT-*)
     u8 saddr[16];
     u8 daddr[16];
     char comm[16];
@@ -117,6 +118,19 @@ static __always_inline s64 socket_segments_out(u64 skaddr)
 #if READ_SOCK_FIELDS
     u32 segments = 0;
     bpf_probe_read_kernel(&segments, sizeof(segments), (void *)(skaddr + TCP_SEGS_OUT_OFF));
+    return segments;
+#else
+    return -1;
+#endif
+}
+
+// Segments with data received so far (tcp_sock.data_segs_in), counted before each is
+// processed; -1 when unknown.
+static __always_inline s64 socket_data_segments_in(u64 skaddr)
+{
+#if READ_SOCK_FIELDS
+    u32 segments = 0;
+    bpf_probe_read_kernel(&segments, sizeof(segments), (void *)(skaddr + TCP_DATA_SEGS_IN_OFF));
     return segments;
 #else
     return -1;

@@ -136,6 +136,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     entry->facts |= facts_for(oldstate, newstate, skaddr, in_process);
     if (newstate == TCP_CLOSE_NUM)
         entry->closed_from = oldstate;
+    if (newstate == TCP_FIN_WAIT1_NUM || newstate == TCP_FIN_WAIT2_NUM)
+        entry->data_segs_in = socket_data_segments_in(skaddr);
     entry->state = newstate;
     entry->state_ns = now;
     entry->family = args->family;

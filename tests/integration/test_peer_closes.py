@@ -227,13 +227,6 @@ def test_data_after_close_path_and_kernel_counts(scripted, family: int) -> None:
     checks.estab_resets_match(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 5: the kernel aborts on data after close (TCPAbortOnData +1, "
-    "OutRsts +1; tcp_reset() fires tcp_receive_reset), synfin notes 'RST received in "
-    'FIN-WAIT-1\', counts resets_received{state="fin_wait_1"} and classifies '
-    "remote/reset_received; the peer sent no RST",
-)
 @by_family
 def test_data_after_close_is_a_reset_this_host_sent(scripted, family: int) -> None:
     outcome = scripted(data_after_close, family)
@@ -289,13 +282,7 @@ reset_cases = pytest.mark.parametrize(
     [
         "abort-on-close",
         "listener-closed",
-        pytest.param("data-after-close", marks=pytest.mark.xfail(
-            strict=True,
-            reason="issue 14 defect 6, left after 505b4f1: the RST an orphan sends when data "
-            "arrives after close() is counted in synfin_tcp_resets_sent_total{state=\"closed\"} "
-            "and noted 'RST sent in CLOSED (tcp_abort_on_data)' without a connection: tcp_done() "
-            "destroyed the orphan (synfin forgot it) before tcp_send_reset fired",
-        )),
+        "data-after-close",
     ],
 )  # fmt: skip
 
