@@ -10,12 +10,16 @@
 // bcc compiles against may belong to another kernel version. collector/kernel/state_probe.py and
 // features.py set:
 //   RINGBUF_PAGES, MAX_SOCKETS, MAX_HALF_OPEN, MAX_LISTENERS   sizes
+//   SOCKET_STORAGE    1: the lean tier: hooks are tp_btf programs (tcp_states/tp_btf.c) and a
+//                        socket's entry lives in its sk_storage; counters only (STREAM_EVENTS 0)
 //   TRACK_CONTEXT     1: tell process context from softirq (irq:softirq_entry/exit)
+//   CONTEXT_FROM_LOCK 1: tell it from the socket's lock instead (SK_LOCK_OWNED_OFF)
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace
 //   READ_SOCK_FIELDS  1: socket fields at BTF offsets: SK_SHUTDOWN_OFF/_SHIFT/_BITS (shutdown
 //                        or close), SK_ERR_OFF (why it closed), TCP_SEGS_OUT_OFF (did a SYN
 //                        leave), TFO_CHILD_OFF/_SHIFT (a Fast Open child; 6.15+, optional)
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
+//   TIMEWAIT_FROM_BUCKET 1: the same facts without the generic timer hooks (without_timers.c)
 //   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
 //   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)
 //   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
@@ -34,5 +38,7 @@
 #include "tcp_states/metrics.c"
 #include "tcp_states/listeners.c"
 #include "tcp_states/timewait.c"
+#include "tcp_states/without_timers.c"
 #include "tcp_states/resets.c"
 #include "tcp_states/state_change.c"
+#include "tcp_states/tp_btf.c"

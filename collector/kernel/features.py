@@ -18,6 +18,7 @@ from synfin.kernel.btf import BTF, VMLINUX, BTFError
 from synfin.records.description import STREAM_CAPABILITY, TIMEWAIT_CAPABILITY
 
 SOCKET_FIELDS_CAPABILITY = "socket fields"
+LEAN_CAPABILITY = "lean tier"
 
 KALLSYMS = Path("/proc/kallsyms")
 
@@ -26,6 +27,7 @@ RING_BUFFER = (5, 8)
 RAW_TRACEPOINTS = (4, 17)
 CGROUP_ID = (4, 18)
 PROBE_READ_KERNEL = (5, 5)
+SK_STORAGE_IN_TRACING = (5, 11)
 
 TIMER_TRACEPOINTS = (
     tracefs.Tracepoint("timer", "timer_start", ("timer", "function"), "2.6.30"),
@@ -55,11 +57,12 @@ class KernelFeatures:
     def available(self, name: str) -> bool:
         return any(c.name == name and c.available for c in self.capabilities)
 
-    def cflags(self) -> list[str]:
+    def cflags(self, overrides: dict[str, int] | None = None) -> list[str]:
         # Kernel addresses do not fit a signed 64-bit literal: spell them as unsigned hex.
+        defines = {**self.defines, **(overrides or {})}
         return [
             f"-D{name}={value:#x}ULL" if value > 0x7FFFFFFF else f"-D{name}={value}"
-            for name, value in sorted(self.defines.items())
+            for name, value in sorted(defines.items())
         ]
 
 
@@ -173,6 +176,44 @@ def _timer_layout(d: _Detector) -> dict[str, int]:
     }
 
 
+# -D flag of probes/tcp_states/{sockets,without_timers}.c -> the BTF member whose offset it is.
+LEAN_OFFSETS = {
+    "SK_LOCK_OWNED_OFF": "sock.sk_lock.owned",
+    "SK_PROTOCOL_OFF": "sock.sk_protocol",
+    "SKC_FAMILY_OFF": "sock_common.skc_family",
+    "SKC_STATE_OFF": "sock_common.skc_state",
+    "SKC_DPORT_OFF": "sock_common.skc_dport",
+    "SKC_HASH_OFF": "sock_common.skc_hash",
+    "SKC_COOKIE_OFF": "sock_common.skc_cookie",
+    "SKC_NULLS_NODE_OFF": "sock_common.skc_nulls_node",
+    "SKC_NET_OFF": "sock_common.skc_net",
+    "INET_SPORT_OFF": "inet_sock.inet_sport",
+    "NET_TW_HASHINFO_OFF": "net.ipv4.tcp_death_row.hashinfo",
+    "HASHINFO_EHASH_OFF": "inet_hashinfo.ehash",
+    "HASHINFO_EHASH_MASK_OFF": "inet_hashinfo.ehash_mask",
+    "TW_SPORT_OFF": "inet_timewait_sock.tw_sport",
+    "TW_SUBSTATE_OFF": "inet_timewait_sock.tw_substate",
+    "TW_TIMER_OFF": "inet_timewait_sock.tw_timer",
+    "TIMER_FUNCTION_OFF": "timer_list.function",
+    "TCP_SRTT_OFF": "tcp_sock.srtt_us",
+    "TCP_TOTAL_RETRANS_OFF": "tcp_sock.total_retrans",
+    "TCP_RETRANS_STAMP_OFF": "tcp_sock.retrans_stamp",
+}
+
+
+def _lean_layout(d: _Detector) -> dict[str, int]:
+    """What the lean tier reads from sockets instead of hooking every timer and softirq."""
+    _needs(d.version, SK_STORAGE_IN_TRACING, "sk_storage in tp_btf programs")
+    if "tw_timer_handler" not in d.symbols:
+        raise SynfinError("tw_timer_handler not in /proc/kallsyms (kptr_restrict?)")
+    if d.btf is None:
+        raise SynfinError(d.btf_problem)
+    protocol = d.btf.member("sock.sk_protocol")
+    if protocol.bitfield_size:  # a bitfield before 5.6
+        raise SynfinError("sock.sk_protocol is a bitfield in this kernel")
+    return {"TW_TIMER_FN": d.symbols["tw_timer_handler"], **d.offsets(**LEAN_OFFSETS)}
+
+
 def _needs(version: tuple[int, int], needed: tuple[int, int], what: str) -> dict[str, int]:
     if version < needed:
         raise SynfinError(f"{what}: needs Linux >= {needed[0]}.{needed[1]}")
@@ -274,6 +315,15 @@ def detect(
         "TIME-WAIT's end and SYN-RCVD's start are not observed; the snapshot reconciler "
         "reports timewait sockets",
         lambda: _timer_layout(d),
+    )
+    d.capability(
+        LEAN_CAPABILITY,
+        "LEAN_LAYOUT",
+        "every count of `synfin run` from tp_btf programs with per-socket storage, without the "
+        "timer and softirq hooks: process context from the socket's lock, the hand-over to a "
+        "timewait socket from its ehash bucket, the server's SYN time from the handshake RTT",
+        "`synfin run` uses the timers tier (about a fifth of a busy host's connection rate)",
+        lambda: _lean_layout(d),
     )
     d.capability(
         "resets",

@@ -2,6 +2,15 @@
 
 It counts every TCP transition in kernel maps and, for the live views, streams one record per
 event; what it can observe depends on the kernel (synfin.kernel.features).
+
+Two tiers, one source:
+- ``lean`` (counters only, the default of ``synfin run`` where the kernel allows): tp_btf
+  programs keep each socket's entry in its sk_storage, and learn process context, hand-overs
+  to timewait sockets and the server's SYN time from the sockets themselves
+  (probes/tcp_states/without_timers.c). It costs about what a bare tracepoint counter costs.
+- ``timers``: ordinary tracepoints, a per-socket LRU hash, and the generic timer and softirq
+  hooks, which observe every timewait step as it happens (the live views need that; so does a
+  kernel without tp_btf or sk_storage for tracing, before 5.11).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synfin.kernel import features as kernel
-from synfin.kernel import privileges, tracefs
+from synfin.kernel import privileges, tracefs, tracing_loader
 from synfin.kernel.loader import (
     PROBES_DIR,
     LoadedProbe,
@@ -32,6 +41,19 @@ from synfin.records.events import (
     STAT_SOCKETS_TRACKED,
     STAT_TIMEWAIT_UNTRACKED,
 )
+
+LEAN, TIMERS, AUTO = "lean", "timers", "auto"
+TIERS = (AUTO, LEAN, TIMERS)
+
+# The lean tier's tp_btf programs (probes/tcp_states/tp_btf.c): tracepoint -> its category.
+LEAN_HOOKS = {"inet_sock_set_state": "sock", "tcp_destroy_sock": "tcp"}
+LEAN_RESET_HOOKS = {
+    "tcp_send_reset": "tcp",
+    "tcp_receive_reset": "tcp",
+    "tcp_retransmit_skb": "tcp",
+    "tcp_retransmit_synack": "tcp",
+}
+LEAN_PREFIX = "tp_btf__"
 
 # The category of each raw tracepoint synfin attaches (bcc names them without it).
 RAW_CATEGORY = {
@@ -56,12 +78,14 @@ class ProbeOptions:
     # The facts the classification reads (synfin.engine.classify.facts_the_rules_read): the
     # probe counts endings by these bits only. Every bit by default.
     ending_facts_mask: int = 0xFFFFFFFF
+    # lean, timers, or auto (lean where the kernel allows it and nothing is streamed).
+    tier: str = AUTO
 
     def streams(self, features: kernel.KernelFeatures) -> bool:
         """Per-event records: wanted, and the kernel has the BPF ring buffer."""
         return self.stream_events and features.available(kernel.STREAM_CAPABILITY)
 
-    def cflags(self, features: kernel.KernelFeatures) -> list[str]:
+    def cflags(self, features: kernel.KernelFeatures, tier: str = TIMERS) -> list[str]:
         return [
             f"-I{PROBES_DIR}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
@@ -69,10 +93,25 @@ class ProbeOptions:
             f"-DMAX_HALF_OPEN={self.max_half_open}",
             f"-DSTREAM_EVENTS={int(self.streams(features))}",
             f"-DENDING_FACTS_MASK={self.ending_facts_mask:#x}",
-            *features.cflags(),
+            *features.cflags(LEAN_SWITCHES if tier == LEAN else None),
             # The host's headers may be for another kernel version; their warnings are noise.
             "-w",
         ]
+
+
+# Over the kernel's switches: the lean tier swaps the softirq and timer hooks for socket reads.
+LEAN_SWITCHES = {
+    "SOCKET_STORAGE": 1,
+    "TRACK_CONTEXT": 0,
+    "OBSERVE_TIMERS": 0,
+    "CONTEXT_FROM_LOCK": 1,
+    "TIMEWAIT_FROM_BUCKET": 1,
+}
+
+
+def validate_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise ProbeError(f"unknown probe tier {tier!r}", f"use one of: {', '.join(TIERS)}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +124,7 @@ class StreamStats:
 class TrackingStats:
     """The probe's per-socket map: how full, and what it had to drop."""
 
-    capacity: int
+    capacity: int  # 0: unbounded (the lean tier's storage lives in the sockets)
     live: int  # entries now (sockets and timewait sockets being followed)
     tracked: int  # entries ever created
     evicted: int  # created while full: the least recently used entry made room
@@ -110,6 +149,7 @@ class TcpProbe(LoadedProbe):
     def __init__(self, options: ProbeOptions | None = None) -> None:
         self.options = options or ProbeOptions()
         validate_ringbuf_pages(self.options.ringbuf_pages)
+        validate_tier(self.options.tier)
         if not privileges.can_load_bpf():
             raise ProbeError(
                 "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
@@ -119,12 +159,60 @@ class TcpProbe(LoadedProbe):
         tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
         self.features = kernel.detect(root, self.options.btf_path, self.options.kallsyms_path)
         super().__init__()
-        self._bpf = load(self.source, self.options.cflags(self.features))
+        self.programs: list[tracing_loader.AttachedProgram] = []
+        self.tier = TIMERS
+        # Why the lean tier is not running ("" when it is, or was not wanted).
+        self.lean_unavailable = ""
+        if self._wants_lean():
+            try:
+                self._load(LEAN)
+            except ProbeError as error:
+                if self.options.tier == LEAN:
+                    raise
+                self.lean_unavailable = error.problem
+        if self._bpf is None:
+            self._load(TIMERS)
+
+    def _wants_lean(self) -> bool:
+        if self.options.tier == TIMERS:
+            return False
+        problem = ""
+        if self.options.streams(self.features):
+            problem = "the lean tier only counts; the live views need the timers tier"
+        elif not self.features.available(kernel.LEAN_CAPABILITY):
+            lean = next(c for c in self.features.capabilities if c.name == kernel.LEAN_CAPABILITY)
+            problem = f"the lean tier needs {lean.reason}"
+        if problem and self.options.tier == LEAN:
+            raise ProbeError(problem, "use --probe-tier timers (or auto)")
+        self.lean_unavailable = problem
+        return not problem
+
+    def _load(self, tier: str) -> None:
+        self._bpf = load(self.source, self.options.cflags(self.features, tier))
+        self.tier = tier
         try:
             self.check_map_layouts(abi.events())
+            if tier == LEAN:
+                for tracepoint in self._lean_hooks():
+                    self.programs.append(
+                        tracing_loader.load_tp_btf(self._bpf, LEAN_PREFIX + tracepoint, tracepoint)
+                    )
         except ProbeError:
             self.close()
             raise
+
+    def _lean_hooks(self) -> dict[str, str]:
+        hooks = dict(LEAN_HOOKS)
+        if self.features.available("resets"):
+            hooks.update(LEAN_RESET_HOOKS)
+        return hooks
+
+    def close(self) -> None:
+        # The tp_btf programs first: they hold the maps bcc's object is about to free.
+        programs, self.programs = getattr(self, "programs", []), []
+        for program in programs:
+            program.close()
+        super().close()
 
     def description(self) -> KernelDescription:
         """What this kernel shows, for the lifecycle engine (and a recording's header)."""
@@ -159,10 +247,20 @@ class TcpProbe(LoadedProbe):
         live = {
             *bpf.tracepoint_fds,
             *(RAW_CATEGORY.get(name, b"") + name for name in bpf.raw_tracepoint_fds),
+            *(self._hook_name(p.tracepoint).encode() for p in self.programs if p.link_fd >= 0),
         }
         return {name: name.encode() in live for name in self.expected_hooks()}
 
+    def _hook_name(self, tracepoint: str) -> str:
+        category = {**LEAN_HOOKS, **LEAN_RESET_HOOKS}[tracepoint]
+        return f"{category}:{tracepoint}"
+
     def expected_hooks(self) -> list[str]:
+        if self.tier == LEAN:
+            return [
+                *(self._hook_name(name) for name in self._lean_hooks()),
+                "timer:timer_expire_entry",
+            ]
         hooks = ["sock:inet_sock_set_state", "tcp:tcp_destroy_sock"]
         wanted = {
             "process context": ["irq:softirq_entry", "irq:softirq_exit"],
@@ -211,7 +309,7 @@ class TcpProbe(LoadedProbe):
     def tracking_stats(self) -> TrackingStats:
         live = self.bpf[b"sockets_live"][ctypes.c_int(0)].value
         return TrackingStats(
-            capacity=self.options.max_sockets,
+            capacity=0 if self.tier == LEAN else self.options.max_sockets,  # 0: no bound
             live=max(live, 0),
             tracked=self._stat(STAT_SOCKETS_TRACKED),
             evicted=self._stat(STAT_SOCKETS_EVICTED),

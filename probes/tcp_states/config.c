@@ -5,6 +5,9 @@
 enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #endif
 
+// The socket type of tracepoint arguments; its layout is never read from the headers.
+struct sock;
+
 #include "synfin_events.h"
 
 #ifndef RINGBUF_PAGES
@@ -13,8 +16,17 @@ enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #ifndef MAX_SOCKETS
 #define MAX_SOCKETS 65536
 #endif
+#ifndef SOCKET_STORAGE
+#define SOCKET_STORAGE 0
+#endif
 #ifndef TRACK_CONTEXT
 #define TRACK_CONTEXT 1
+#endif
+#ifndef CONTEXT_FROM_LOCK
+#define CONTEXT_FROM_LOCK 0
+#endif
+#ifndef TIMEWAIT_FROM_BUCKET
+#define TIMEWAIT_FROM_BUCKET 0
 #endif
 #ifndef READ_NETNS
 #define READ_NETNS 0
@@ -45,4 +57,10 @@ enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #endif
 #ifndef MAX_HALF_OPEN
 #define MAX_HALF_OPEN 65536
+#endif
+#if SOCKET_STORAGE && STREAM_EVENTS
+#error "the lean tier (SOCKET_STORAGE) counts only: build it with STREAM_EVENTS=0"
+#endif
+#if SOCKET_STORAGE && (TRACK_CONTEXT || OBSERVE_TIMERS)
+#error "the lean tier replaces the softirq and timer hooks: TRACK_CONTEXT=0, OBSERVE_TIMERS=0"
 #endif

@@ -27,6 +27,17 @@ static __always_inline int in_process_context(void)
 }
 #endif
 
+// Whether the running task owns the socket `sk`: read from the socket's lock in the lean tier,
+// from the softirq flag otherwise (where `sk` is not needed).
+static __always_inline int in_process_context_of(struct sock *sk)
+{
+#if CONTEXT_FROM_LOCK
+    return sk && socket_owned_by_process(sk);
+#else
+    return in_process_context();
+#endif
+}
+
 // The running task owns the socket only in process context: callers check first.
 static __always_inline void capture_owner(struct sock_entry *entry)
 {

@@ -76,10 +76,11 @@ static __always_inline int aborts_on_data_now(u64 skaddr, struct sock_entry *ent
 }
 
 // A reset this host sent. `sockaddrs` (6.10+ layout) describe it when there is no socket.
-static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16 reason,
+static __always_inline void on_reset_sent(struct sock *sk, u64 skbaddr, u8 state, u16 reason,
                                           const u8 *local, const u8 *remote)
 {
-    struct sock_entry *entry = skaddr ? sockets.lookup(&skaddr) : 0;
+    u64 skaddr = (u64)sk;
+    struct sock_entry *entry = sk ? find_entry(sk) : 0;
     // An abort (close with unread data, a listener's children) moves the socket to CLOSE
     // before its RST goes out: the reset belongs to the state the connection was in.
     u8 hit = state ? state : (entry ? entry->state : 0);
@@ -97,12 +98,12 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
     struct sock_entry scratch = {};
     if (entry) {
         entry->facts |= FACT_RESET_SENT;
-        if (in_process_context())
+        if (in_process_context_of(sk))
             entry->facts |= FACT_RESET_SENT_BY_PROCESS;
         entry->reset_state = hit;
         entry->reset_reason = reason;
     } else {
-#if RESET_SOCKADDR
+#if RESET_SOCKADDR && STREAM_EVENTS
         // No socket (a segment to a closed port, say), or one synfin never saw.
         scratch.family = from_sockaddr(local, scratch.saddr);
         from_sockaddr(remote, scratch.daddr);
@@ -123,9 +124,9 @@ static __always_inline void on_reset_sent(u64 skaddr, u64 skbaddr, u8 state, u16
     }
 }
 
-static __always_inline void on_reset_received(u64 skaddr, int state)
+static __always_inline void on_reset_received(struct sock *sk, struct sock_entry *entry, int state)
 {
-    struct sock_entry *entry = sockets.lookup(&skaddr);
+    u64 skaddr = (u64)sk;
     if (entry && aborts_on_data_now(skaddr, entry))
         return;
     u32 index = state_slot(state);
@@ -142,9 +143,9 @@ static __always_inline void on_reset_received(u64 skaddr, int state)
     }
 }
 
-static __always_inline void on_retransmit(u64 skaddr, int state_or_unknown)
+static __always_inline void on_retransmit(struct sock *sk, int state_or_unknown)
 {
-    struct sock_entry *entry = sockets.lookup(&skaddr);
+    struct sock_entry *entry = find_entry(sk);
     int state = state_or_unknown >= 0 ? state_or_unknown : (entry ? entry->state : 0);
     u32 kind = state == TCP_SYN_SENT_NUM ? RETRANSMIT_SYN : RETRANSMIT_DATA;
     u32 index = kind * N_STATE_SLOTS + state_slot(state);
@@ -161,7 +162,7 @@ static __always_inline void on_retransmit(u64 skaddr, int state_or_unknown)
 
 // -- the reset and retransmit hooks -------------------------------------------------------
 
-#if OBSERVE_RESETS
+#if OBSERVE_RESETS && !SOCKET_STORAGE
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
     u8 state = 0;
@@ -177,15 +178,15 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     local = args->saddr;
     remote = args->daddr;
 #endif
-    on_reset_sent((u64)args->skaddr, (u64)args->skbaddr, state, reason, local, remote);
+    on_reset_sent((struct sock *)args->skaddr, (u64)args->skbaddr, state, reason, local, remote);
     return 0;
 }
 
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
-    u64 skaddr = (u64)args->skaddr;
-    struct sock_entry *entry = sockets.lookup(&skaddr);
-    on_reset_received(skaddr, entry ? entry->state : 0);
+    struct sock *sk = (struct sock *)args->skaddr;
+    struct sock_entry *entry = find_entry(sk);
+    on_reset_received(sk, entry, entry ? entry->state : 0);
     return 0;
 }
 
@@ -198,9 +199,9 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
         return 0;
 #endif
 #if RETRANSMIT_HAS_STATE
-    on_retransmit((u64)args->skaddr, args->state);
+    on_retransmit((struct sock *)args->skaddr, args->state);
 #else
-    on_retransmit((u64)args->skaddr, -1);
+    on_retransmit((struct sock *)args->skaddr, -1);
 #endif
     return 0;
 }

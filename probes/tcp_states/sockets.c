@@ -26,9 +26,16 @@ struct sock_entry {
 
 // synfin's own health (STAT_* in synfin_events.h), bumped by every part of the probe.
 BPF_PERCPU_ARRAY(stats, u64, STAT_COUNT);
-// Entries in `sockets` right now (inserted minus removed), to notice LRU evictions.
+// Entries right now (created minus removed): the LRU map's fill, or in the lean tier the
+// sockets that carry synfin's storage.
 BPF_ARRAY(sockets_live, s64, 1);
+#if SOCKET_STORAGE
+// Lean tier: the entry hangs off the socket itself (tp_btf programs only). No hash, no
+// evictions; the kernel frees it with the socket.
+BPF_SK_STORAGE(socket_storage, struct sock_entry);
+#else
 BPF_TABLE("lru_hash", u64, struct sock_entry, sockets, MAX_SOCKETS);
+#endif
 
 static __always_inline void count_stat(u32 index)
 {
@@ -49,21 +56,70 @@ static __always_inline void note_insert(void)
     count_stat(STAT_SOCKETS_TRACKED);
     if (!live)
         return;
-    if (*live >= MAX_SOCKETS)
+#if !SOCKET_STORAGE
+    if (*live >= MAX_SOCKETS) {
         count_stat(STAT_SOCKETS_EVICTED);  // one in, one out: live stays the same
-    else
-        __sync_fetch_and_add(live, 1);
+        return;
+    }
+#endif
+    __sync_fetch_and_add(live, 1);
 }
 
-static __always_inline void forget_socket(u64 skaddr)
+static __always_inline void note_removal(void)
 {
     u32 zero = 0;
-    if (sockets.delete(&skaddr) == 0) {
-        s64 *live = sockets_live.lookup(&zero);
-        if (live)
-            __sync_fetch_and_add(live, -1);
-    }
+    s64 *live = sockets_live.lookup(&zero);
+    if (live)
+        __sync_fetch_and_add(live, -1);
 }
+
+// A full socket's entry. In the lean tier `sk` must be the BTF-typed pointer a tp_btf program
+// received: sk_storage is reached through it, not through its address.
+static __always_inline struct sock_entry *find_entry(struct sock *sk)
+{
+#if SOCKET_STORAGE
+    return socket_storage.sk_storage_get(sk, 0, 0);
+#else
+    u64 skaddr = (u64)sk;
+    return sockets.lookup(&skaddr);
+#endif
+}
+
+static __always_inline struct sock_entry *create_entry(struct sock *sk, struct sock_entry *fresh)
+{
+#if SOCKET_STORAGE
+    struct sock_entry *entry =
+        socket_storage.sk_storage_get(sk, fresh, BPF_SK_STORAGE_GET_F_CREATE);
+    if (entry)
+        note_insert();
+    return entry;
+#else
+    u64 skaddr = (u64)sk;
+    sockets.update(&skaddr, fresh);
+    note_insert();
+    return sockets.lookup(&skaddr);
+#endif
+}
+
+static __always_inline void forget_entry(struct sock *sk)
+{
+#if SOCKET_STORAGE
+    note_removal();  // the storage itself goes with the socket
+#else
+    u64 skaddr = (u64)sk;
+    if (sockets.delete(&skaddr) == 0)
+        note_removal();
+#endif
+}
+
+#if !SOCKET_STORAGE
+// A timewait socket's entry (full tier: keyed by its address in the same map).
+static __always_inline void forget_timewait(u64 tw)
+{
+    if (sockets.delete(&tw) == 0)
+        note_removal();
+}
+#endif
 
 // -- socket fields at BTF offsets ---------------------------------------------------------
 
@@ -149,3 +205,51 @@ static __always_inline int socket_is_fast_open_child(u64 skaddr)
     return 0;
 #endif
 }
+
+#if SOCKET_STORAGE
+// -- the lean tier's socket fields (tp_btf programs; offsets from BTF) ----------------------
+//
+// A tp_btf program gets the socket, not the tracepoint's record: what the record would hold
+// (family, ports) is read here. Fields inside struct sock are loaded directly from the
+// BTF-typed pointer (the verifier checks them against the kernel's own layout); fields of the
+// larger inet_sock and tcp_sock lie past struct sock, beyond what the verifier lets a direct
+// load reach, so they go through bpf_probe_read_kernel.
+#define SOCK_FIELD(type, sk, offset) (*(type *)((char *)(sk) + (offset)))
+
+static __always_inline u16 socket_family(struct sock *sk)
+{
+    return SOCK_FIELD(u16, sk, SKC_FAMILY_OFF);
+}
+
+static __always_inline u16 socket_protocol(struct sock *sk)
+{
+    return SOCK_FIELD(u16, sk, SK_PROTOCOL_OFF);
+}
+
+static __always_inline u8 socket_state(struct sock *sk)
+{
+    return SOCK_FIELD(u8, sk, SKC_STATE_OFF);
+}
+
+static __always_inline u16 socket_dport(struct sock *sk)
+{
+    return bpf_ntohs(SOCK_FIELD(u16, sk, SKC_DPORT_OFF));
+}
+
+// inet_sport, not skc_num: at the hand-over to a timewait socket the port is already released
+// (inet_num is 0) but inet_sport still holds it.
+static __always_inline u16 socket_sport(u64 skaddr)
+{
+    u16 port = 0;
+    bpf_probe_read_kernel(&port, sizeof(port), (void *)(skaddr + INET_SPORT_OFF));
+    return bpf_ntohs(port);
+}
+
+// 1 while a process holds the socket (connect, close, shutdown, listen, and the backlog
+// processed in release_sock); 0 in softirq, where segments and timers drive the socket.
+static __always_inline int socket_owned_by_process(struct sock *sk)
+{
+    return SOCK_FIELD(int, sk, SK_LOCK_OWNED_OFF) != 0;
+}
+
+#endif

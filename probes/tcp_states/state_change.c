@@ -70,37 +70,36 @@ static __always_inline void connection_done(struct sock_entry *entry, u64 now)
         observe(connection_seconds.lookup(&role), end - entry->start_ns);
 }
 
-static __always_inline struct sock_entry *entry_for(u64 skaddr, u64 now, int oldstate, int newstate)
+static __always_inline struct sock_entry *entry_for(struct sock *sk, u64 now, int oldstate,
+                                                    int newstate)
 {
-    struct sock_entry *entry = sockets.lookup(&skaddr);
+    struct sock_entry *entry = find_entry(sk);
     if (entry)
         return entry;
     struct sock_entry fresh = {};
     fresh.start_ns = now;
     fresh.state = oldstate;
-    fresh.netns = socket_netns(skaddr);
+    fresh.netns = socket_netns((u64)sk);
     int opening = oldstate == TCP_CLOSE_NUM ||
                   (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM);
     if (!opening)
         fresh.facts |= FACT_PREEXISTING;
-    sockets.update(&skaddr, &fresh);
-    note_insert();
-    return sockets.lookup(&skaddr);
+    return create_entry(sk, &fresh);
 }
 
 // close() after shutdown() makes the kernel announce the state the socket is already in. The
 // textbook has no such arrow: it is a fact about the socket (the FIN came from shutdown), so
 // nothing is counted or timed, and the stream carries it as a note.
-static __always_inline int same_state_announced(u64 skaddr, int state, u64 now)
+static __always_inline int same_state_announced(struct sock *sk, int state, u64 now)
 {
-    struct sock_entry *entry = sockets.lookup(&skaddr);
+    struct sock_entry *entry = find_entry(sk);
     if (!entry)
         return 0;
     entry->facts |= FACT_CLOSED_AFTER_SHUTDOWN;
     if ((entry->facts & FACT_LOCAL_FIN_FIRST) &&
         (state == TCP_FIN_WAIT1_NUM || state == TCP_FIN_WAIT2_NUM || state == TCP_CLOSING_NUM))
         entry->facts |= FACT_HALF_CLOSE;
-    struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, skaddr, entry);
+    struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, (u64)sk, entry);
     if (!event)
         return 0;
     event->since_ns = entry->state_ns;
@@ -109,29 +108,40 @@ static __always_inline int same_state_announced(u64 skaddr, int state, u64 now)
     return 0;
 }
 
-TRACEPOINT_PROBE(sock, inet_sock_set_state)
-{
-    // The tracepoint is shared with SCTP and MPTCP.
-    if (args->protocol != IPPROTO_TCP_NUM)
-        return 0;
+// What the tracepoint's record says of the socket (read from the socket by a tp_btf program).
+struct state_change {
+    int oldstate;
+    int newstate;
+    u16 family;
+    u16 sport;
+    u16 dport;
+#if STREAM_EVENTS
+    u8 saddr_v6[16];  // the stream's addresses (IPv4 as v4-mapped)
+    u8 daddr_v6[16];
+#endif
+};
 
+static __always_inline int on_state_change(struct sock *sk, struct state_change *change)
+{
     u64 now = bpf_ktime_get_ns();
-    u64 skaddr = (u64)args->skaddr;
-    int oldstate = args->oldstate, newstate = args->newstate;
+    u64 skaddr = (u64)sk;
+    int oldstate = change->oldstate, newstate = change->newstate;
     if (oldstate == newstate)
-        return same_state_announced(skaddr, oldstate, now);
+        return same_state_announced(sk, oldstate, now);
     u32 index = (state_slot(oldstate) * N_STATE_SLOTS + state_slot(newstate)) * 2 +
-                (args->family == AF_INET6_NUM);
+                (change->family == AF_INET6_NUM);
     u64 *count = transitions.lookup(&index);
     if (count)
         *count += 1;
 
-    struct sock_entry *entry = entry_for(skaddr, now, oldstate, newstate);
+    struct sock_entry *entry = entry_for(sk, now, oldstate, newstate);
     if (!entry)
         return 0;
-    int in_process = in_process_context();
+    int in_process = in_process_context_of(sk);
+    if (oldstate == TCP_SYN_RECV_NUM && newstate == TCP_ESTABLISHED_NUM)
+        syn_time_from_handshake_rtt(skaddr, entry, now);
     u64 since = entry->state_ns;  // 0 for a socket seen for the first time
-    gauge_move(since ? oldstate : -1, newstate, args->family);
+    gauge_move(since ? oldstate : -1, newstate, change->family);
     observe_state(oldstate, since, now);
     entry->facts |= facts_for(oldstate, newstate, skaddr, in_process);
     if (newstate == TCP_CLOSE_NUM)
@@ -140,31 +150,32 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         entry->data_segs_in = socket_data_segments_in(skaddr);
     entry->state = newstate;
     entry->state_ns = now;
-    entry->family = args->family;
-    entry->sport = args->sport;
-    entry->dport = args->dport;
+    entry->family = change->family;
+    entry->sport = change->sport;
+    entry->dport = change->dport;
 #if STREAM_EVENTS
     // Only the stream shows addresses and owners; the counters need neither.
     // IPv4 sockets fill the v6 fields too (v4-mapped), so one copy serves both families.
-    __builtin_memcpy(entry->saddr, args->saddr_v6, sizeof(entry->saddr));
-    __builtin_memcpy(entry->daddr, args->daddr_v6, sizeof(entry->daddr));
+    __builtin_memcpy(entry->saddr, change->saddr_v6, sizeof(entry->saddr));
+    __builtin_memcpy(entry->daddr, change->daddr_v6, sizeof(entry->daddr));
     if (in_process)
         capture_owner(entry);
-#endif
     track_listener(oldstate, newstate, entry);
+#endif
     if (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM) {
+#if STREAM_EVENTS
         inherit_listener_owner(entry);
+#endif
         note_child(skaddr);  // a request socket's timer, cancelled now, links its SYN's time
         count_open(OPEN_ACCEPTED, entry);
     }
     if (newstate == TCP_ESTABLISHED_NUM)
         handshake_done(oldstate, entry, now);
 
-    // tcp_time_wait() arms the timewait socket's timer just before closing the full socket.
     struct pending_timewait timewait = {};
     if (newstate == TCP_CLOSE_NUM &&
         (oldstate == TCP_FIN_WAIT2_NUM || oldstate == TCP_CLOSING_NUM) &&
-        take_timewait(now, &timewait))
+        find_timewait_successor(skaddr, now, &timewait))
         hand_over_to_timewait(entry, oldstate, &timewait, now);
 
     struct synfin_event *event = start_event(EVENT_STATE_CHANGE, now, skaddr, entry);
@@ -182,21 +193,46 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 }
 
 // The full socket is gone: its facts are final. (A timewait socket may live on.)
-TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+static __always_inline int on_socket_destroyed(struct sock *sk)
 {
-    u64 skaddr = (u64)args->skaddr;
-    struct sock_entry *entry = sockets.lookup(&skaddr);
+    struct sock_entry *entry = find_entry(sk);
     if (!entry)
         return 0;
     gauge_move(entry->state, -1, entry->family);
     count_ending(entry);
     connection_done(entry, bpf_ktime_get_ns());
-    struct synfin_event *event = start_event(EVENT_SOCKET_END, bpf_ktime_get_ns(), skaddr, entry);
+    struct synfin_event *event = start_event(EVENT_SOCKET_END, bpf_ktime_get_ns(), (u64)sk, entry);
     if (event) {
         event->oldstate = entry->state;
         event->newstate = entry->state;
         send_event(event);
     }
-    forget_socket(skaddr);
+    forget_entry(sk);
     return 0;
 }
+
+#if !SOCKET_STORAGE
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    // The tracepoint is shared with SCTP and MPTCP.
+    if (args->protocol != IPPROTO_TCP_NUM)
+        return 0;
+    struct state_change change = {
+        .oldstate = args->oldstate,
+        .newstate = args->newstate,
+        .family = args->family,
+        .sport = args->sport,
+        .dport = args->dport,
+    };
+#if STREAM_EVENTS
+    __builtin_memcpy(change.saddr_v6, args->saddr_v6, sizeof(change.saddr_v6));
+    __builtin_memcpy(change.daddr_v6, args->daddr_v6, sizeof(change.daddr_v6));
+#endif
+    return on_state_change((struct sock *)args->skaddr, &change);
+}
+
+TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+{
+    return on_socket_destroyed((struct sock *)args->skaddr);
+}
+#endif

@@ -17,6 +17,8 @@ struct pending_timewait {
     u8 substate;   // TCP_FIN_WAIT2 or TCP_TIME_WAIT: where the timewait socket starts
 };
 
+#if OBSERVE_TIMERS
+
 static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int oldstate,
                                                   struct pending_timewait *timewait, u64 now)
 {
@@ -35,8 +37,6 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
     else
         count_timewait(TW_HANDOVER_FIN_WAIT2, entry->family);
 }
-
-#if OBSERVE_TIMERS
 
 // Far longer than one call chain, far shorter than anything unrelated on the same CPU.
 #define ADJACENT_NS 1000000
@@ -57,7 +57,9 @@ BPF_PERCPU_ARRAY(timewait_slot, struct pending_timewait, 1);
 BPF_PERCPU_ARRAY(child_slot, struct pending_child, 1);
 BPF_TABLE("lru_hash", u64, struct half_open, half_open, MAX_HALF_OPEN);
 
-static __always_inline int take_timewait(u64 now, struct pending_timewait *out)
+// tcp_time_wait() arms the timewait socket's timer just before closing the full socket.
+static __always_inline int find_timewait_successor(u64 skaddr, u64 now,
+                                                   struct pending_timewait *out)
 {
     u32 zero = 0;
     struct pending_timewait *slot = timewait_slot.lookup(&zero);
@@ -136,7 +138,7 @@ static __always_inline void timewait_ended(u64 tw, struct sock_entry *entry, u8 
         event->flags |= flags;
         send_event(event);
     }
-    forget_socket(tw);
+    forget_timewait(tw);
 }
 
 // A cancelled timewait timer is a kill only if the same timer is not armed or run at once:
@@ -271,9 +273,21 @@ static __always_inline void on_synack_retransmit(u64 skaddr, u64 req)
             child->syn_retrans += 1;
     }
 }
-#else
-static __always_inline int take_timewait(u64 now, struct pending_timewait *out) { return 0; }
+
+// The request's timer gave the child its SYN time already.
+static __always_inline void syn_time_from_handshake_rtt(u64 skaddr, struct sock_entry *entry,
+                                                        u64 now) {}
+#elif !TIMEWAIT_FROM_BUCKET
+static __always_inline int find_timewait_successor(u64 skaddr, u64 now,
+                                                   struct pending_timewait *out)
+{
+    return 0;
+}
+static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int oldstate,
+                                                  struct pending_timewait *timewait, u64 now) {}
 static __always_inline void note_child(u64 skaddr) {}
+static __always_inline void syn_time_from_handshake_rtt(u64 skaddr, struct sock_entry *entry,
+                                                        u64 now) {}
 #endif
 
 // -- the timer hooks ----------------------------------------------------------------------

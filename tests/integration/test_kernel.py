@@ -30,9 +30,11 @@ def test_without_btf_or_symbols_the_capabilities_are_off_with_reasons(tmp_path: 
         "network namespace",
         "socket fields",
         "timewait and request timers",
+        "lean tier",
         "reset namespace",
     }
     assert "has no BTF" in unavailable["network namespace"]
+    assert "tw_timer_handler" in unavailable["lean tier"]
     assert features.defines["OBSERVE_TIMERS"] == 0 and features.defines["READ_NETNS"] == 0
     assert features.available("process context") and features.available("resets")
 
