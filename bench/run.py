@@ -3,13 +3,15 @@
     sudo .venv/bin/python bench/run.py [--rounds 3] [--requests 20000] [--concurrency 20]
 
 Starts nginx on loopback, then for each round runs `ab` once per configuration, in turn:
-nothing attached (the limit), `synfin run` (metrics only), `synfin watch --json > /dev/null`
+nothing attached (the limit), a bare `bpftrace` counter on `sock:inet_sock_set_state` (the
+floor of any tracepoint observer), `synfin run` (metrics only: its default tier, lean where the
+kernel allows, and `run-timers`, the timers tier forced), `synfin watch --json > /dev/null`
 (per-event streaming), `synfin trace` with a filter that matches nothing (`trace-none`) and
 with none at all (`trace-all`, every connection drawn as JSON), and bcc's `tcpstates` writing
 to /dev/null; with `--baseline PATH --configs none,run,run-baseline`, another installation's
 `synfin run` beside this one. Each `ab` request is one TCP connection (HTTP/1.0, no
 keep-alive). Writes raw results as JSON and a Markdown table.
-Installs nginx-light, apache2-utils and bpfcc-tools from the distribution if missing.
+Installs nginx-light, apache2-utils, bpfcc-tools and bpftrace from the distribution if missing.
 """
 
 from __future__ import annotations
@@ -41,11 +43,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNFIN = str(ROOT / ".venv" / "bin" / "synfin")
 NGINX_PORT = 18080
 METRICS_PORT = 19977
-PACKAGES = {"nginx": "nginx-light", "ab": "apache2-utils", "tcpstates-bpfcc": "bpfcc-tools"}
-CONFIGS = ("none", "run", "run-baseline", "watch", "trace-none", "trace-all", "tcpstates")
+PACKAGES = {
+    "nginx": "nginx-light", "ab": "apache2-utils", "tcpstates-bpfcc": "bpfcc-tools",
+    "bpftrace": "bpftrace",
+}  # fmt: skip
+CONFIGS = (
+    "none", "bpftrace", "run", "run-timers", "run-baseline", "watch", "trace-none", "trace-all",
+    "tcpstates",
+)  # fmt: skip
+# A hash-map counter by old and new state: what any observer of the tracepoint pays at least.
+BARE_COUNTER = (
+    "tracepoint:sock:inet_sock_set_state /args->protocol == 6/ "
+    "{ @transitions[args->oldstate, args->newstate] = count(); }"
+)
 # `synfin run` of another installation (--baseline), e.g. the previous release's, in the same
 # rotation: a change's cost is read as a ratio measured beside its predecessor.
-RUNS = ("run", "run-baseline")
+RUNS = ("run", "run-timers", "run-baseline")
 STREAMING = ("watch", "trace-none", "trace-all", "tcpstates")
 # trace's summary line: "... drawn from S segments and E state events, L lost".
 LOST = {"watch": rb"(\d+) events, (\d+) lost", "trace-all": rb"events, ()(\d+) lost",
@@ -118,7 +131,9 @@ def start_observer(
 ) -> subprocess.Popen[bytes] | None:
     serve = ["run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"]
     commands = {
+        "bpftrace": ["bpftrace", "-e", BARE_COUNTER],
         "run": [SYNFIN, *serve],
+        "run-timers": [SYNFIN, *serve, "--probe-tier=timers"],
         "run-baseline": [baseline or "synfin-baseline-not-given", *serve],
         "watch": [SYNFIN, "watch", "--json"],
         # Port 1: nothing on loopback uses it, so the filters in the kernel drop everything.
@@ -131,7 +146,7 @@ def start_observer(
     out = sink.open("wb")
     process = subprocess.Popen(commands[config], stdout=out, stderr=subprocess.PIPE)
     assert process.stderr is not None
-    if config == "tcpstates":
+    if config in ("tcpstates", "bpftrace"):  # a header line once attached
         deadline = time.monotonic() + 60
         while sink.stat().st_size == 0 and time.monotonic() < deadline:  # its header: attached
             time.sleep(0.1)

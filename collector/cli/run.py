@@ -14,10 +14,11 @@ from synfin.errors import SynfinError
 from synfin.exporter.daemon import DEFAULT_LISTEN, Daemon, RunConfig
 from synfin.exporter.groundtruth import SCOPES
 from synfin.exporter.yaml_file import YamlDocument, one_line, parse_yaml, read_bounded, shown
+from synfin.kernel.state_probe import AUTO, TIERS
 
 RUN_CONFIG_KEYS = {
     "listen_address", "web_config_file", "port_labels", "port_label_listening", "max_sockets",
-    "ground_truth", "ground_truth_interval", "tracefs_root", "log_level",
+    "ground_truth", "ground_truth_interval", "tracefs_root", "log_level", "probe_tier",
 }  # fmt: skip
 
 
@@ -127,6 +128,16 @@ def load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | N
     help="Sockets followed at once; beyond it the least recently used is evicted (and counted).",
 )
 @click.option(
+    "--probe-tier",
+    type=click.Choice(TIERS),
+    default=AUTO,
+    show_default=True,
+    envvar="SYNFIN_PROBE_TIER",
+    help="lean: tp_btf programs with per-socket storage (Linux >= 5.11, the cheapest); timers: "
+    "the generic timer and softirq hooks (any kernel, about a fifth of a busy host's "
+    "connection rate); auto: lean where this kernel allows it. `synfin doctor` says which.",
+)
+@click.option(
     "--ground-truth",
     type=click.Choice(SCOPES),
     default="all",
@@ -170,7 +181,8 @@ def run(check: bool, log_level: str, **settings: object) -> None:
         attached = sum(probe.attached().values())
         probe.close()
         click.echo(
-            f"synfin run --check: configuration OK; {attached} hooks attached and detached",
+            f"synfin run --check: configuration OK; {probe.tier} tier, {attached} hooks attached "
+            "and detached",
             err=True,
         )
         return

@@ -26,7 +26,7 @@ from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.kernel import counters, privileges
 from synfin.kernel.loader import import_bcc
-from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.kernel.state_probe import AUTO, ProbeOptions, TcpProbe
 
 log = logging.getLogger("synfin")
 
@@ -44,6 +44,7 @@ class RunConfig:
     ground_truth_interval: float = 15.0
     tracefs_root: Path | None = None
     drop_privileges: bool = True
+    probe_tier: str = AUTO
 
     @property
     def labelling(self) -> Labelling:
@@ -118,6 +119,7 @@ class Daemon:
             tracefs_root=self.config.tracefs_root,
             stream_events=False,
             ending_facts_mask=int(facts_the_rules_read()),
+            tier=self.config.probe_tier,
         )
         self.probe = TcpProbe(options)
         self.probe.set_labels(self.config.port_labels, self.config.port_label_listening)
@@ -139,14 +141,17 @@ class Daemon:
             privileges.keep_only(privileges.needed(self.config.ground_truth))
         scheme = "https" if self.web_config.tls else "http"
         log.info(
-            "synfin run: serving %s://%s/metrics (basic auth %s); %d hooks attached; "
+            "synfin run: serving %s://%s/metrics (basic auth %s); %s tier, %d hooks attached; "
             "capabilities: %s",
             scheme,
             self.config.listen_address,
             "on" if self.web_config.users else "off",
+            probe.tier,
             sum(probe.attached().values()),
             privileges.describe(privileges.effective()),
         )
+        if probe.lean_unavailable:
+            log.info("synfin run: not the lean tier: %s", probe.lean_unavailable)
 
     def stop(self) -> None:
         self.sampler.stop()

@@ -147,15 +147,22 @@ def test_only_metrics_is_served() -> None:
 
 
 @pytest.mark.bpf
-def test_check_attaches_detaches_and_says_so() -> None:
-    with synfin_run("--ground-truth=off") as (_daemon, port):
+@pytest.mark.parametrize(
+    ("tier", "expected"), [("auto", "lean"), ("lean", "lean"), ("timers", "timers")]
+)
+def test_check_attaches_detaches_and_says_so(tier: str, expected: str) -> None:
+    with synfin_run("--ground-truth=off", f"--probe-tier={tier}") as (_daemon, port):
         hooks = hooks_attached(port)
-    result = subprocess.run([SYNFIN, "run", "--check"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [SYNFIN, "run", "--check", f"--probe-tier={tier}"], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
     assert result.returncode == 0
-    assert (
-        result.stderr.strip()
-        == f"synfin run --check: configuration OK; {hooks} hooks attached and detached"
+    assert result.stderr.strip() == (
+        f"synfin run --check: configuration OK; {expected} tier, {hooks} hooks attached "
+        "and detached"
     )
+    assert hooks == {"lean": 7, "timers": 11}[expected]
 
 
 @pytest.mark.bpf

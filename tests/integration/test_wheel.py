@@ -192,6 +192,8 @@ def test_run_check_attaches_from_the_install(workdir: Path, venv: Path) -> None:
         cwd=workdir,
         env=clean_env(venv),
     )
-    said = re.search(r"configuration OK; (\d+) hooks attached and detached", result.stderr)
+    said = re.search(
+        r"configuration OK; \w+ tier, (\d+) hooks attached and detached", result.stderr
+    )
     assert said, result.stderr
     assert int(said.group(1)) > 0
