@@ -141,7 +141,8 @@ enum timewait_counter {
     TW_END_FIN_WAIT2_EXPIRED = 6,   // FIN-WAIT-2 timed out in the timewait socket
     TW_END_FIN_WAIT2_KILLED = 7,
     TW_END_UNSEEN_ENTRY = 8,        // ended in TIME-WAIT that synfin saw it enter only now
-    N_TIMEWAIT_COUNTERS = 9,
+    TW_END_UNTRACKED = 9,           // lean tier: expired, handed over before synfin started
+    N_TIMEWAIT_COUNTERS = 10,
 };
 
 enum open_kind {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -24,9 +24,11 @@ from synfin.engine.classify import facts_the_rules_read
 from synfin.exporter import web
 from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
+from synfin.exporter.timewait_census import TimewaitCensus
 from synfin.kernel import counters, privileges
 from synfin.kernel.loader import import_bcc
-from synfin.kernel.state_probe import AUTO, ProbeOptions, TcpProbe
+from synfin.kernel.state_probe import AUTO, LEAN, ProbeOptions, TcpProbe
+from synfin.records.counters import Counters
 
 log = logging.getLogger("synfin")
 
@@ -128,8 +130,14 @@ class Daemon:
     def start(self) -> None:
         probe = self.attach()
         registry = CollectorRegistry(auto_describe=False)
+        read: Callable[[], Counters] = lambda: counters.read(probe)  # noqa: E731
+        if probe.tier == LEAN:
+            # Kills of timewait sockets, inferred from each census (exporter/timewait_census.py).
+            self.sampler.snapshot = lambda: counters.read_timewait(probe)
+            census = TimewaitCensus(self.sampler)
+            read = lambda: census.apply(counters.read(probe))  # noqa: E731
         parts: dict[str, Collector] = {
-            "kernel": KernelCollector(lambda: counters.read(probe), self.config.labelling),
+            "kernel": KernelCollector(read, self.config.labelling),
             "groundtruth": GroundTruthCollector(self.sampler),
         }
         registry.register(SynfinCollector(parts, probe))
@@ -152,6 +160,12 @@ class Daemon:
         )
         if probe.lean_unavailable:
             log.info("synfin run: not the lean tier: %s", probe.lean_unavailable)
+        if probe.tier == LEAN and self.sampler.scope != "all":
+            log.info(
+                "synfin run: the lean tier learns timewait kills and sockets from the census of "
+                "every namespace (--ground-truth=all): without it, synfin_tcp_connections has "
+                "no time_wait series and time_wait -> closed counts expiries only"
+            )
 
     def stop(self) -> None:
         self.sampler.stop()

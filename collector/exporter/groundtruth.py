@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -42,6 +43,10 @@ SCOPES = ("all", "host", "off")
 @dataclass
 class Sample:
     sockets: Tally[tuple[State, int]] = field(default_factory=Tally)  # (state, family)
+    # Timewait sockets alone, by kernel substate (FIN_WAIT2 or TIME_WAIT) and family.
+    timewait: Tally[tuple[int, int]] = field(default_factory=Tally)
+    # What the sampler's ``snapshot`` returned just before the census (synfin's own counters).
+    snapshot: Any = None
     snmp: dict[str, int] = field(default_factory=dict)
     namespaces: int = 0
     duration: float = 0.0
@@ -50,11 +55,21 @@ class Sample:
 
 
 class Sampler:
-    """Refreshes a ``Sample`` every ``interval`` seconds on a daemon thread."""
+    """Refreshes a ``Sample`` every ``interval`` seconds on a daemon thread.
 
-    def __init__(self, scope: str = "all", interval: float = 15.0) -> None:
+    ``snapshot``, if given, is called right before each census and its result kept with it, so
+    synfin's counters can be set against the census of the same moment.
+    """
+
+    def __init__(
+        self,
+        scope: str = "all",
+        interval: float = 15.0,
+        snapshot: Callable[[], Any] | None = None,
+    ) -> None:
         self.scope = scope
         self.interval = interval
+        self.snapshot = snapshot
         self.latest = Sample()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="synfin-groundtruth", daemon=True)
@@ -81,6 +96,8 @@ class Sampler:
         started = time.monotonic()
         sample = Sample()
         try:
+            if self.snapshot is not None:
+                sample.snapshot = self.snapshot()
             totals: Tally[str] = Tally()
             for netns, path in self._namespaces().items():
                 try:
@@ -90,6 +107,8 @@ class Sampler:
                     continue  # gone between listing and asking: the others still count
                 for sock in sockets:
                     sample.sockets[(documented(sock.state), sock.family)] += 1
+                    if sock.timewait:
+                        sample.timewait[(sock.state, sock.family)] += 1
                 totals.update(tcp)
                 sample.namespaces += 1
             sample.snmp = dict(totals)

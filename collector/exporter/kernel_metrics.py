@@ -154,6 +154,8 @@ class KernelCollector:
         for (state, family), n in counters.sockets.items():
             per_state[(documented(state).label, family_name(family))] += n
         for (state, family), n in sorted(per_state.items()):
+            if state == State.TIME_WAIT.label and not counters.timewait_sockets_known:
+                continue  # unknown is not 0 (the lean tier without an all-namespace census)
             connections.add_metric([state, family], max(n, 0))
         yield connections
 

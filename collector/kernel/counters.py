@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synfin.kernel.state_probe import TcpProbe
+from synfin.kernel.state_probe import LEAN, TcpProbe
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.counters import (
     HIST_SLOTS,
@@ -52,6 +52,11 @@ def _by_family(array: dict[int, int]) -> dict[tuple[int, int], int]:
     return {(index // 2, AF_INET6 if index % 2 else AF_INET): n for index, n in array.items()}
 
 
+def read_timewait(probe: TcpProbe) -> dict[tuple[int, int], int]:
+    """Only the timewait counters (counter, family): what a census is set against."""
+    return _by_family(_array(probe, b"timewait_counts"))
+
+
 def read(probe: TcpProbe) -> Counters:
     """Every counter the probe keeps, summed over CPUs."""
     tracking = probe.tracking_stats()
@@ -67,7 +72,7 @@ def read(probe: TcpProbe) -> Counters:
         },
         resets_received=_array(probe, b"resets_received"),
         retransmits={divmod(i, N_STATE_SLOTS): n for i, n in _array(probe, b"retransmits").items()},
-        timewait=_by_family(_array(probe, b"timewait_counts")),
+        timewait=read_timewait(probe),
         opens=_hash(probe, b"opens", ("kind", "family", "port")),  # type: ignore[arg-type]
         endings=_hash(probe, b"endings", ("facts", "family", "port")),  # type: ignore[arg-type]
         stream_sent=stream.sent,
@@ -77,4 +82,6 @@ def read(probe: TcpProbe) -> Counters:
         sockets_evicted=tracking.evicted,
         timewait_untracked=tracking.timewait_untracked,
         reset_reasons=dict(probe.features.reset_reasons),
+        # The lean tier leaves timewait sockets to the census (exporter/timewait_census.py).
+        timewait_sockets_known=probe.tier != LEAN,
     )

@@ -18,6 +18,9 @@ from synfin.kernel.namespaces import entered_path
 from synfin.records.addresses import pack_address
 
 ALL_STATES = (1 << 13) - 1  # TCP_ESTABLISHED (1) .. TCP_NEW_SYN_RECV (12)
+# inet_diag's timer kind of a timewait socket, whose state is its substate (FIN_WAIT2 or
+# TIME_WAIT): what tells it from a full socket in FIN_WAIT2.
+TIMEWAIT_TIMER = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class KernelSocket:
     sport: int
     daddr: bytes
     dport: int
+    timewait: bool = False  # a timewait socket (state is its substate)
 
     @property
     def key(self) -> tuple[int, int, bytes, int, bytes, int]:
@@ -71,6 +75,7 @@ def dump(netns: int) -> Iterator[KernelSocket]:
                     sport=entry["idiag_sport"],
                     daddr=pack_address(entry["idiag_dst"])[1],
                     dport=entry["idiag_dport"],
+                    timewait=entry["idiag_timer"] == TIMEWAIT_TIMER,
                 )
 
 

@@ -30,6 +30,7 @@ from synfin.kernel.loader import (
     load,
     validate_ringbuf_pages,
 )
+from synfin.kernel.memory import release_compiler_memory
 from synfin.records import abi
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.counters import N_STATE_SLOTS
@@ -197,6 +198,8 @@ class TcpProbe(LoadedProbe):
                     self.programs.append(
                         tracing_loader.load_tp_btf(self._bpf, LEAN_PREFIX + tracepoint, tracepoint)
                     )
+                tracing_loader.forget_vmlinux()
+                release_compiler_memory()  # and the BTF index's heap with it
         except ProbeError:
             self.close()
             raise

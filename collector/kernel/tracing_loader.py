@@ -163,6 +163,11 @@ def _vmlinux() -> BTF:  # read once: 5-6 MB
     return BTF.from_file()
 
 
+def forget_vmlinux() -> None:
+    """Drop the parsed BTF (its index holds several MB): a daemon needs it only to load."""
+    _vmlinux.cache_clear()
+
+
 def typedef_id(btf: BTF, name: str) -> int:
     """The BTF id of ``typedef ... name``; 0 if there is none (one walk, about 10 ms)."""
     return btf.type_id(name, KIND_TYPEDEF)

@@ -44,6 +44,8 @@ class Counters:
     sockets_evicted: int = 0
     timewait_untracked: int = 0
     reset_reasons: dict[int, str] = field(default_factory=dict)
+    # False when ``sockets`` holds no timewait sockets (the lean tier without a census).
+    timewait_sockets_known: bool = True
 
     # -- JSON, for fixtures ----------------------------------------------------------------
 

@@ -9,8 +9,8 @@
 //              bucket's head means a hand-over; none means a real close.
 //   2MSL       timer:timer_expire_entry, which returns at once unless the timer's function
 //              is tw_timer_handler (expiries are far rarer than timer starts).
-//   kills      not observed: collector/exporter infers them from a census of timewait
-//              sockets (hand-overs - expiries - alive).
+//   kills      not observed: collector/exporter/timewait_census.py infers them from the
+//              ground truth's census of timewait sockets (hand-overs - expiries - alive).
 //   SYN time   tcp_check_req() measures the SYN-ACK's round trip into the child (srtt_us)
 //              before the child's SYN_RECV -> ESTABLISHED: the SYN-RCVD time, to within
 //              microseconds. After SYN-ACK retransmissions the child's retrans_stamp (ms)
@@ -147,7 +147,10 @@ static __always_inline void timewait_expired(u64 tw)
 {
     struct timewait_entry *entry = timewaits.lookup(&tw);
     if (!entry) {
+        // Handed over before synfin started (or aged out of the map): the census that infers
+        // kills counts it alive until now.
         count_stat(STAT_TIMEWAIT_UNTRACKED);
+        count_timewait(TW_END_UNTRACKED, read_u16(tw + SKC_FAMILY_OFF));
         return;
     }
     u64 now = bpf_ktime_get_ns();
