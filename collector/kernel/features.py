@@ -197,7 +197,6 @@ LEAN_OFFSETS = {
     "TIMER_FUNCTION_OFF": "timer_list.function",
     "TCP_SRTT_OFF": "tcp_sock.srtt_us",
     "TCP_TOTAL_RETRANS_OFF": "tcp_sock.total_retrans",
-    "TCP_RETRANS_STAMP_OFF": "tcp_sock.retrans_stamp",
 }
 
 

@@ -13,8 +13,10 @@
 //              ground truth's census of timewait sockets (hand-overs - expiries - alive).
 //   SYN time   tcp_check_req() measures the SYN-ACK's round trip into the child (srtt_us)
 //              before the child's SYN_RECV -> ESTABLISHED: the SYN-RCVD time, to within
-//              microseconds. After SYN-ACK retransmissions the child's retrans_stamp (ms)
-//              holds when the first SYN-ACK went out.
+//              microseconds. After SYN-ACK retransmissions the kernel takes it from the
+//              timestamp option, so it still runs from the first SYN-ACK (measured: 3.03 s
+//              after two retransmissions); without timestamps there is no sample (srtt 0)
+//              and the handshake is not timed.
 
 #if TIMEWAIT_FROM_BUCKET
 
@@ -123,18 +125,11 @@ static __always_inline void syn_time_from_handshake_rtt(u64 skaddr, struct sock_
     if (!(entry->facts & FACT_PASSIVE_OPEN) || (entry->facts & FACT_SYN_OBSERVED))
         return;
     u32 retransmits = read_u32(skaddr + TCP_TOTAL_RETRANS_OFF);
-    u64 took_ns = 0;
     if (retransmits) {
-        // tcp_time_stamp_ms() counts on the clock bpf_ktime_get_ns() reads.
-        u32 first_ms = read_u32(skaddr + TCP_RETRANS_STAMP_OFF);
-        u32 now_ms = now / 1000000;
-        if (first_ms && now_ms - first_ms < 600000)
-            took_ns = (u64)(now_ms - first_ms) * 1000000;
         entry->facts |= FACT_SYN_RETRANSMITTED;
         entry->syn_retrans = retransmits < 255 ? retransmits : 255;
-    } else {
-        took_ns = (u64)(read_u32(skaddr + TCP_SRTT_OFF) >> 3) * 1000;  // srtt_us is 8x
     }
+    u64 took_ns = (u64)(read_u32(skaddr + TCP_SRTT_OFF) >> 3) * 1000;  // srtt_us is 8x
     if (!took_ns || took_ns > now)
         return;
     entry->start_ns = now - took_ns;

@@ -1,0 +1,279 @@
+"""The lean tier (tp_btf, sk_storage, no timer or softirq hooks) against the real kernel: the
+same counts as the timers tier in every scenario, and each detection that replaces a hook
+driven for real (probes/tcp_states/without_timers.c)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from synfin.engine.states import KernelState
+from synfin.exporter.kernel_metrics import KernelCollector, Labelling
+from synfin.exporter.timewait_census import HANDOVERS
+from synfin.kernel import counters as counters_module
+from synfin.kernel.loader import ProbeError
+from synfin.kernel.namespaces import entered
+from synfin.kernel.procfs import ProcNet
+from synfin.kernel.state_probe import LEAN, TIMERS, ProbeOptions, TcpProbe
+from synfin.lab.hosts import HostPair
+from synfin.lab.plays import listen, nft, pair
+from synfin.lab.scenarios import SCENARIOS
+from synfin.records.addresses import AF_INET
+from synfin.records.counters import Counters
+
+from .servers import synfin_run
+
+pytestmark = [pytest.mark.bpf, pytest.mark.netns]
+
+# Each scenario on its own labelled port, so both tiers' counts can be read per scenario.
+COMPARED = {
+    "client-closes": 36500,
+    "server-closes": 36501,
+    "half-close": 36502,
+    "refused": 36503,
+    "reset-abort": 36504,
+    "unread-data-abort": 36505,
+    "syn-timeout": 36506,
+}
+# Not simultaneous-close: whether both FINs cross depends on two retransmission timers
+# expiring in one tick (synfin.lab.plays), so either tier may see one end close first.
+OUTCOMES = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total", "synfin_tcp_closes_total")
+
+
+@contextmanager
+def counting(tier: str, ports: tuple[int, ...] = ()) -> Iterator[TcpProbe]:
+    with TcpProbe(ProbeOptions(stream_events=False, tier=tier)) as probe:
+        assert probe.tier == tier
+        probe.set_labels(ports)
+        yield probe
+
+
+def outcomes(
+    counters: Counters, scenarios: dict[int, str]
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every connects/accepts/closes sample as synfin run would export it, its port label
+    replaced by the scenario that used the port."""
+    found = {}
+    for metric in KernelCollector(lambda: counters, Labelling(ports=True)).collect():
+        for sample in metric.samples:
+            if sample.name in OUTCOMES and sample.value:
+                labels = {**sample.labels, "port": scenarios.get(int(sample.labels["port"]), "?")}
+                found[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return found
+
+
+def expected_outcomes() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What each scenario's two ends must count (synfin.lab.scenarios), by port."""
+    expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def add(name: str, **labels: str) -> None:
+        key = (name, tuple(sorted({**labels, "family": "ipv4"}.items())))
+        expected[key] = expected.get(key, 0) + 1
+
+    for name in COMPARED:
+        scenario = SCENARIOS[name]
+        add("synfin_tcp_connects_total", port=name, result=scenario.client.result)
+        if scenario.server is not None:
+            add("synfin_tcp_accepts_total", port=name)
+        for end in (scenario.client, scenario.server):
+            if end is not None and end.result == "established":
+                add("synfin_tcp_closes_total", port=name, initiator=end.initiator or "",
+                    kind=end.close or "")  # fmt: skip
+    return expected
+
+
+def test_both_tiers_count_every_scenario_as_the_scenarios_say(hosts: HostPair) -> None:
+    """Refused, timed out, reset, aborted (sk_err), half-closed (sk_shutdown) and the rest:
+    the lean tier's counts equal the timers tier's and the scenarios' expectations."""
+    counted = {}
+    for offset, tier in enumerate((LEAN, TIMERS)):
+        # Ports of their own per tier: a server's timewait socket keeps its port bound.
+        ports = {port + 100 * offset: name for name, port in COMPARED.items()}
+        with counting(tier, tuple(ports)) as probe:
+            for port, name in ports.items():
+                SCENARIOS[name].run(hosts, socket.AF_INET, port)
+            time.sleep(0.3)  # the last sockets are destroyed
+            counted[tier] = outcomes(counters_module.read(probe), ports)
+    assert counted[LEAN] == counted[TIMERS] == expected_outcomes()
+
+
+def handovers(counters: Counters) -> int:
+    return sum(n for (counter, _family), n in counters.timewait.items() if counter in HANDOVERS)
+
+
+def timewaits_scheduled(hosts: HostPair) -> int:
+    """TcpExt TW + TWKilled of both hosts: timewait sockets the kernel scheduled."""
+    total = 0
+    for host in (hosts.client, hosts.server):
+        with entered(host.namespace):
+            ext = ProcNet().tcp_ext()
+        total += ext["TW"] + ext["TWKilled"]
+    return total
+
+
+def test_every_hand_over_is_found_in_the_bucket(hosts: HostPair) -> None:
+    """Client and server closing first, orphaned or not: hand-overs = the kernel's count."""
+    with counting(LEAN) as probe:
+        before_kernel = timewaits_scheduled(hosts)
+        before = handovers(counters_module.read(probe))
+        for number in range(10):
+            for offset, name in enumerate(("client-closes", "server-closes", "half-close")):
+                SCENARIOS[name].run(hosts, socket.AF_INET, 36700 + 10 * offset + number)
+        time.sleep(0.2)
+        made = handovers(counters_module.read(probe)) - before
+    assert made == timewaits_scheduled(hosts) - before_kernel == 30
+
+
+def test_a_real_close_from_fin_wait_2_is_not_a_hand_over(hosts: HostPair) -> None:
+    """With no timewait sockets allowed, FIN-WAIT-2 -> CLOSED is a close: the bucket walk
+    must not take some other timewait socket for this connection's."""
+    with entered(hosts.server.namespace):
+        saved = Path("/proc/sys/net/ipv4/tcp_max_tw_buckets").read_text()
+    hosts.server.sysctl("net.ipv4.tcp_max_tw_buckets", "0")
+    try:
+        with counting(LEAN) as probe:
+            # A timewait socket of another connection at the client, in the same table.
+            SCENARIOS["client-closes"].run(hosts, socket.AF_INET, 36540)
+            before = counters_module.read(probe)
+            SCENARIOS["server-closes"].run(hosts, socket.AF_INET, 36541)
+            time.sleep(0.2)
+            after = counters_module.read(probe)
+    finally:
+        hosts.server.sysctl("net.ipv4.tcp_max_tw_buckets", saved.strip())
+    fw2_close = (int(KernelState.FIN_WAIT2), int(KernelState.CLOSE), AF_INET)
+    assert handovers(after) == handovers(before)
+    assert after.transitions[fw2_close] - before.transitions.get(fw2_close, 0) == 1
+
+
+def tcp_info_rtt_us(sock: socket.socket) -> int:
+    """tcpi_rtt: the kernel's smoothed RTT of the socket, in microseconds."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, 68)[0]
+
+
+def server_handshakes(probe: TcpProbe) -> tuple[int, int]:
+    counters = counters_module.read(probe)
+    slots, sum_ns = counters.handshake.get(1, ([0], 0))  # ROLE_PASSIVE
+    return sum(slots), sum_ns
+
+
+def test_the_server_handshake_is_the_kernels_own_first_rtt(hosts: HostPair) -> None:
+    with counting(LEAN) as probe:
+        count_before, sum_before = server_handshakes(probe)
+        listener, client, accepted = pair(hosts, socket.AF_INET, 36550)
+        rtt = tcp_info_rtt_us(accepted)  # nothing exchanged yet: the SYN-ACK's round trip
+        count, sum_ns = server_handshakes(probe)
+        for sock in (client, accepted, listener):
+            sock.close()
+    assert count - count_before == 1
+    assert (sum_ns - sum_before) // 1000 == rtt > 0
+
+
+def test_a_retransmitted_syn_ack_times_the_handshake_from_the_first(hosts: HostPair) -> None:
+    """The client's ACKs dropped for 1.5 s: the server resends its SYN-ACK at 1 s and 3 s; the
+    handshake is timed from the first SYN-ACK (the kernel's RTT sample from the timestamp
+    option), not the last."""
+    port = 36551
+    with counting(LEAN) as probe:
+        count_before, sum_before = server_handshakes(probe)
+        listener = listen(hosts, socket.AF_INET, port)
+        nft(
+            hosts.server.namespace,
+            "add table inet synfin_ack\n"
+            "add chain inet synfin_ack in { type filter hook input priority 0; }\n"
+            f"add rule inet synfin_ack in tcp dport {port} tcp flags & (syn | ack) == ack drop\n",
+        )
+        client = hosts.client.socket(socket.AF_INET)
+        started = time.monotonic()
+        client.connect((hosts.server.address(socket.AF_INET), port))
+        time.sleep(1.5)
+        nft(hosts.server.namespace, "delete table inet synfin_ack\n")
+        listener.settimeout(10)
+        accepted, _ = listener.accept()
+        took = time.monotonic() - started
+        count, sum_ns = server_handshakes(probe)
+        for sock in (client, accepted, listener):
+            sock.close()
+    assert count - count_before == 1
+    measured = (sum_ns - sum_before) / 1e9
+    assert 2.5 < measured <= took + 0.01
+
+
+def test_without_btf_the_lean_tier_says_why_and_auto_falls_back(tmp_path: Path) -> None:
+    empty = tmp_path / "kallsyms"
+    empty.write_text("")
+    missing = {"btf_path": tmp_path / "no-btf", "kallsyms_path": empty, "stream_events": False}
+    with pytest.raises(ProbeError, match=r"the lean tier needs .*"):
+        TcpProbe(ProbeOptions(tier=LEAN, **missing))  # type: ignore[arg-type]
+    with TcpProbe(ProbeOptions(**missing)) as probe:  # type: ignore[arg-type]
+        assert probe.tier == TIMERS
+        assert "tw_timer_handler" in probe.lean_unavailable
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:  # fmt: skip
+    wanted = set(labels.items())
+    return sum(v for (n, found), v in samples.items() if n == name and wanted <= set(found))
+
+
+def wait_until(port: int, done: Callable[[dict], bool], timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(port)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.2)
+
+
+def test_a_timewait_kill_is_inferred_from_the_census(hosts: HostPair) -> None:
+    """`ss -K` kills the client's timewait socket: synfin run (lean) infers the kill from the
+    next census, and the socket leaves synfin_tcp_connections."""
+    port = 36560
+    killed = {"from": "time_wait", "to": "closed"}
+    transitions, connections = "synfin_tcp_state_transitions_total", "synfin_tcp_connections"
+    with synfin_run("--probe-tier=lean", "--ground-truth-interval=1") as (_daemon, metrics):
+        before = scrape(metrics)
+        SCENARIOS["client-closes"].run(hosts, socket.AF_INET, port)
+        # The next census sees the new timewait socket.
+        seen = wait_until(
+            metrics,
+            lambda s: (
+                total(s, connections, state="time_wait")
+                > total(before, connections, state="time_wait")
+            ),
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", hosts.client.namespace, "ss", "-K", "-tn", "state",
+             "time-wait", "dport", "=", f":{port}"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        after = wait_until(
+            metrics,
+            lambda s: total(s, transitions, **killed) > total(seen, transitions, **killed),
+        )
+    assert total(after, transitions, **killed) - total(seen, transitions, **killed) == 1
+    # Other namespaces' timewait sockets come and go meanwhile: synfin's TIME-WAIT is the
+    # census's, read in the same scrape.
+    for samples in (seen, after):
+        assert total(samples, connections, state="time_wait") == total(
+            samples, "synfin_kernel_tcp_sockets", state="time_wait"
+        )
