@@ -9,8 +9,9 @@ kernel allows, and `run-timers`, the timers tier forced), `synfin watch --json >
 (per-event streaming), `synfin trace` with a filter that matches nothing (`trace-none`) and
 with none at all (`trace-all`, every connection drawn as JSON), and bcc's `tcpstates` writing
 to /dev/null; with `--baseline PATH --configs none,run,run-baseline`, another installation's
-`synfin run` beside this one. Each `ab` request is one TCP connection (HTTP/1.0, no
-keep-alive). Writes raw results as JSON and a Markdown table.
+`synfin run` beside this one, and with `--variant NAME=PATH` (repeatable) more of them, each
+measured as `run-NAME` (patched probes for an ablation, say). Each `ab` request is one TCP
+connection (HTTP/1.0, no keep-alive). Writes raw results as JSON and a Markdown table.
 Installs nginx-light, apache2-utils, bpfcc-tools and bpftrace from the distribution if missing.
 """
 
@@ -59,6 +60,13 @@ BARE_COUNTER = (
 # `synfin run` of another installation (--baseline), e.g. the previous release's, in the same
 # rotation: a change's cost is read as a ratio measured beside its predecessor.
 RUNS = ("run", "run-timers", "run-baseline")
+
+
+def is_run(config: str) -> bool:
+    """`synfin run` of some installation: its counts are checked against the kernel's."""
+    return config in RUNS or config.startswith("run-")
+
+
 STREAMING = ("watch", "trace-none", "trace-all", "tcpstates")
 # trace's summary line: "... drawn from S segments and E state events, L lost".
 LOST = {"watch": rb"(\d+) events, (\d+) lost", "trace-all": rb"events, ()(\d+) lost",
@@ -127,14 +135,14 @@ def scrape(names: tuple[str, ...]) -> dict[str, float]:
 
 
 def start_observer(
-    config: str, sink: Path, baseline: str | None = None
+    config: str, sink: Path, installs: dict[str, str]
 ) -> subprocess.Popen[bytes] | None:
     serve = ["run", f"--listen-address=127.0.0.1:{METRICS_PORT}", "--ground-truth=off"]
     commands = {
         "bpftrace": ["bpftrace", "-e", BARE_COUNTER],
         "run": [SYNFIN, *serve],
         "run-timers": [SYNFIN, *serve, "--probe-tier=timers"],
-        "run-baseline": [baseline or "synfin-baseline-not-given", *serve],
+        **{f"run-{name}": [path, *serve] for name, path in installs.items()},
         "watch": [SYNFIN, "watch", "--json"],
         # Port 1: nothing on loopback uses it, so the filters in the kernel drop everything.
         "trace-none": [SYNFIN, "trace", "--port", "1", "--format", "json"],
@@ -166,11 +174,11 @@ def ab(requests: int, concurrency: int) -> float:
 
 
 def measure(
-    config: str, number: int, requests: int, concurrency: int, baseline: str | None = None
+    config: str, number: int, requests: int, concurrency: int, installs: dict[str, str]
 ) -> Result:
     with tempfile.TemporaryDirectory() as folder:
         sink = Path(folder) / "out"
-        observer = start_observer(config, sink, baseline)
+        observer = start_observer(config, sink, installs)
         try:
             return _measure_with(observer, config, number, requests, concurrency, sink)
         finally:
@@ -189,12 +197,12 @@ def _measure_with(
 ) -> Result:
     names = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total")
     # Scrape, then read the kernel: the scrape's own connection is in both counts.
-    metrics_before = scrape(names) if config in RUNS else {}
+    metrics_before = scrape(names) if is_run(config) else {}
     cpu_before = process_cpu(observer.pid) if observer else 0.0
     kernel_before = ProcNet(PROC).tcp()
     rate = ab(requests, concurrency)
     time.sleep(0.5)  # let the last closes and the stream settle
-    metrics_after = scrape(names) if config in RUNS else {}
+    metrics_after = scrape(names) if is_run(config) else {}
     kernel_after = ProcNet(PROC).tcp()
     result = Result(
         config,
@@ -209,7 +217,7 @@ def _measure_with(
     result.observer_cpu_seconds = process_cpu(observer.pid) - cpu_before
     result.observer_peak_rss_mb = memory_mb(observer.pid, "VmHWM")
     result.observer_rss_mb = memory_mb(observer.pid, "VmRSS")
-    if config in RUNS:
+    if is_run(config):
         result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
         result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
     observer.send_signal(signal.SIGINT)
@@ -223,13 +231,18 @@ def _measure_with(
     return result
 
 
+def configs_of(results: list[Result]) -> list[str]:
+    """The configurations measured, in the order first measured."""
+    return list(dict.fromkeys(r.config for r in results))
+
+
 def ratios(results: list[Result]) -> dict[str, dict[int, float]]:
     """Median throughput relative to nothing attached, by configuration and concurrency."""
     curves: dict[str, dict[int, float]] = {}
     for concurrency in sorted({r.concurrency for r in results}):
         runs = [r for r in results if r.concurrency == concurrency]
         limit = statistics.median(r.requests_per_second for r in runs if r.config == "none")
-        for config in CONFIGS:
+        for config in configs_of(results):
             rates = [r.requests_per_second for r in runs if r.config == config]
             if rates:
                 curves.setdefault(config, {})[concurrency] = statistics.median(rates) / limit
@@ -244,11 +257,7 @@ def table(results: list[Result]) -> str:
 
 
 def concurrency_table(results: list[Result]) -> str:
-    by_config = {
-        c: [r for r in results if r.config == c]
-        for c in CONFIGS
-        if any(r.config == c for r in results)
-    }
+    by_config = {c: [r for r in results if r.config == c] for c in configs_of(results)}
     limit = statistics.median(r.requests_per_second for r in by_config["none"])
     rows = [
         "| configuration | requests/s (median) | vs. nothing | observer CPU s | RSS MB (peak) "
@@ -257,7 +266,7 @@ def concurrency_table(results: list[Result]) -> str:
     ]
     for config, runs in by_config.items():
         rate = statistics.median(r.requests_per_second for r in runs)
-        if config in RUNS:
+        if is_run(config):
             exact = all(
                 r.synfin_connects == r.connections and r.synfin_accepts == r.kernel_passive_opens
                 for r in runs
@@ -293,6 +302,13 @@ def main() -> int:
     parser.add_argument(
         "--baseline", help="another installation's synfin executable, measured as run-baseline"
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another installation's synfin executable, measured as run-NAME (repeatable)",
+    )
     parser.add_argument("--raw", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--plot", type=Path, help="write throughput vs. concurrency as SVG")
     args = parser.parse_args()
@@ -304,6 +320,12 @@ def main() -> int:
     if "run-baseline" in configs and not args.baseline:
         print("bench: run-baseline needs --baseline PATH/TO/synfin", file=sys.stderr)
         return 2
+    installs = dict(variant.split("=", 1) for variant in args.variant if "=" in variant)
+    if len(installs) != len(args.variant):
+        print("bench: --variant takes NAME=PATH/TO/synfin", file=sys.stderr)
+        return 2
+    if args.baseline:
+        installs["baseline"] = args.baseline
     levels = [int(level) for level in args.concurrency.split(",")]
     results: list[Result] = []
     with nginx():
@@ -312,7 +334,7 @@ def main() -> int:
             order = configs[number % len(configs) :] + configs[: number % len(configs)]
             for concurrency in levels:
                 for config in order:
-                    result = measure(config, number, args.requests, concurrency, args.baseline)
+                    result = measure(config, number, args.requests, concurrency, installs)
                     print(json.dumps(asdict(result)), flush=True)
                     results.append(result)
     args.raw.parent.mkdir(parents=True, exist_ok=True)

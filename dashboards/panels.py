@@ -186,10 +186,11 @@ def health_panels() -> list[Panel]:
         stat(
             "Socket map fill",
             "Entries in synfin's per-socket map over its capacity; at 100% the least recently used "
-            "socket is evicted (raise --max-sockets).",
+            "socket is evicted (raise --max-sockets). The timers tier only: the lean tier keeps "
+            "each entry in its socket (no capacity series), shown as 0.",
             [
                 (
-                    f'max(synfin_bpf_map_entries{{{SEL},map="sockets"}} / synfin_bpf_map_capacity{{{SEL},map="sockets"}})',
+                    f'max(synfin_bpf_map_entries{{{SEL},map="sockets"}} / synfin_bpf_map_capacity{{{SEL},map="sockets"}}) or vector(0)',
                     "fill",
                 )
             ],

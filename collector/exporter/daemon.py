@@ -93,6 +93,13 @@ class SynfinCollector:
         for hook, is_attached in self.probe.attached().items():
             attached.add_metric([hook], int(is_attached))
         yield attached
+        tier = GaugeMetricFamily(
+            "synfin_probe_tier",
+            "1 for the probe tier running: lean (tp_btf, per-socket storage) or timers.",
+            labels=["tier"],
+        )
+        tier.add_metric([self.probe.tier], 1)
+        yield tier
         build = GaugeMetricFamily(
             "synfin_build_info",
             "synfin's version, the kernel and bcc.",

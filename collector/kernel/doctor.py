@@ -20,7 +20,7 @@ from synfin.errors import SynfinError
 from synfin.kernel import features as kernel
 from synfin.kernel import loader, privileges, tracefs
 from synfin.kernel.btf import VMLINUX
-from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.kernel.state_probe import LEAN, ProbeOptions, TcpProbe
 
 MIN_KERNEL = (4, 16)
 BTF_PATH = VMLINUX
@@ -185,6 +185,29 @@ def check_state_probe(root: Path) -> Check:
     )
 
 
+def check_probe_tiers(root: Path) -> Check:
+    """Which tier ``synfin run`` gets here (the live views always use the timers tier)."""
+    try:
+        with TcpProbe(ProbeOptions(tracefs_root=root, stream_events=False)) as probe:
+            tier, hooks, why = probe.tier, sum(probe.attached().values()), probe.lean_unavailable
+    except SynfinError as error:
+        return Check("probe tier", Status.FAIL, error.problem, error.fix)
+    if tier == LEAN:
+        return Check(
+            "probe tier",
+            Status.OK,
+            f"synfin run: lean ({hooks} hooks: tp_btf with per-socket storage, no timer or "
+            "softirq hooks); watch, record, trace and lab: timers (every timewait step "
+            "observed)",
+        )
+    return Check(
+        "probe tier",
+        Status.INFO,
+        f"synfin run: timers ({hooks} hooks), not lean: {why}",
+        "the lean tier needs Linux >= 5.11 with BTF, tp_btf and sk_storage for tracing",
+    )
+
+
 def check_fentry() -> Check:
     try:
         with _quiet_stderr():
@@ -229,7 +252,7 @@ def run_checks(tracefs_override: Path | None = None) -> list[Check]:
     checks += [check_btf(), check_privileges(), check_bcc(), check_headers()]
     # Loading is only worth trying when nothing it depends on failed.
     if passed(checks) and root is not None:
-        checks += [check_state_probe(root), check_fentry()]
+        checks += [check_state_probe(root), check_probe_tiers(root), check_fentry()]
         checks += observation_checks(kernel.detect(root))
     return checks
 

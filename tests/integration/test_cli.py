@@ -37,6 +37,9 @@ def test_doctor_passes_here() -> None:
     assert any(
         line.startswith("[ ok ] state probe: tcp_states.c compiled, attached") for line in lines
     )
+    assert "[ ok ] probe tier: synfin run: lean (7 hooks: tp_btf with per-socket storage" in (
+        result.output
+    )
     assert lines[-1] == "synfin can run here."
     assert not any(line.startswith("[FAIL]") for line in lines)
 

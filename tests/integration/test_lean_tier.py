@@ -21,8 +21,9 @@ from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.exporter.timewait_census import HANDOVERS
 from synfin.kernel import counters as counters_module
 from synfin.kernel.loader import ProbeError
-from synfin.kernel.namespaces import entered
+from synfin.kernel.namespaces import entered, entered_path
 from synfin.kernel.procfs import ProcNet
+from synfin.kernel.sock_diag import namespaces
 from synfin.kernel.state_probe import LEAN, TIMERS, ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
 from synfin.lab.plays import listen, nft, pair
@@ -46,6 +47,7 @@ COMPARED = {
 }
 # Not simultaneous-close: whether both FINs cross depends on two retransmission timers
 # expiring in one tick (synfin.lab.plays), so either tier may see one end close first.
+_attempts = iter(range(5))  # a rerun (scripts/test.sh) must not reuse a port
 OUTCOMES = ("synfin_tcp_connects_total", "synfin_tcp_accepts_total", "synfin_tcp_closes_total")
 
 
@@ -95,9 +97,10 @@ def test_both_tiers_count_every_scenario_as_the_scenarios_say(hosts: HostPair) -
     """Refused, timed out, reset, aborted (sk_err), half-closed (sk_shutdown) and the rest:
     the lean tier's counts equal the timers tier's and the scenarios' expectations."""
     counted = {}
+    attempt = next(_attempts)
     for offset, tier in enumerate((LEAN, TIMERS)):
-        # Ports of their own per tier: a server's timewait socket keeps its port bound.
-        ports = {port + 100 * offset: name for name, port in COMPARED.items()}
+        # Ports of their own per tier and attempt: a server's timewait socket keeps its port.
+        ports = {port + 100 * offset + 20 * attempt: name for name, port in COMPARED.items()}
         with counting(tier, tuple(ports)) as probe:
             for port, name in ports.items():
                 SCENARIOS[name].run(hosts, socket.AF_INET, port)
@@ -110,27 +113,36 @@ def handovers(counters: Counters) -> int:
     return sum(n for (counter, _family), n in counters.timewait.items() if counter in HANDOVERS)
 
 
-def timewaits_scheduled(hosts: HostPair) -> int:
-    """TcpExt TW + TWKilled of both hosts: timewait sockets the kernel scheduled."""
+def timewaits_scheduled() -> int:
+    """TcpExt TW + TWKilled of every namespace: the timewait sockets the kernel scheduled
+    (synfin counts hand-overs host-wide, whatever else runs meanwhile)."""
     total = 0
-    for host in (hosts.client, hosts.server):
-        with entered(host.namespace):
-            ext = ProcNet().tcp_ext()
+    for path in namespaces().values():
+        try:
+            with entered_path(path):
+                ext = ProcNet().tcp_ext()
+        except FileNotFoundError:
+            continue  # gone meanwhile
         total += ext["TW"] + ext["TWKilled"]
     return total
 
 
+_ports = iter(range(36700, 37700, 30))  # a rerun gets new ports: timewait sockets hold old ones
+
+
 def test_every_hand_over_is_found_in_the_bucket(hosts: HostPair) -> None:
     """Client and server closing first, orphaned or not: hand-overs = the kernel's count."""
+    first = next(_ports)
     with counting(LEAN) as probe:
-        before_kernel = timewaits_scheduled(hosts)
+        before_kernel = timewaits_scheduled()
         before = handovers(counters_module.read(probe))
         for number in range(10):
             for offset, name in enumerate(("client-closes", "server-closes", "half-close")):
-                SCENARIOS[name].run(hosts, socket.AF_INET, 36700 + 10 * offset + number)
+                SCENARIOS[name].run(hosts, socket.AF_INET, first + 10 * offset + number)
         time.sleep(0.2)
         made = handovers(counters_module.read(probe)) - before
-    assert made == timewaits_scheduled(hosts) - before_kernel == 30
+        scheduled = timewaits_scheduled() - before_kernel
+    assert made == scheduled >= 30
 
 
 def test_a_real_close_from_fin_wait_2_is_not_a_hand_over(hosts: HostPair) -> None:
