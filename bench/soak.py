@@ -1,11 +1,13 @@
 """Soak: `synfin run` for a long stretch while the lab plays at a high rate.
 
-    sudo .venv/bin/python bench/soak.py [--minutes 10]
+    sudo .venv/bin/python bench/soak.py [--minutes 10] [--probe-tier auto] [--ground-truth off]
 
 Every 10 s it samples synfin's RSS, the entries of its socket map and its connect counter; at
 the end it compares synfin's connects with the kernel's ActiveOpens summed over the host's
 and the lab's namespaces (read after the same scrape), and the tracked sockets with the
-sockets the kernel lists. Writes bench/results/soak.json and prints a summary.
+sockets the kernel lists. With `--ground-truth all`, each sample also holds synfin's TIME-WAIT
+gauge beside the census it comes from and the timewait kills inferred (the lean tier). Writes
+bench/results/soak.json (or --out) and prints a summary.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ def metric_total(text: str, name: str) -> float:
     )
 
 
+def gauge(text: str, name: str, labels: str) -> float | None:
+    """The sum of ``name``'s series whose labels include ``labels``; None if there is none."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(part in line for part in labels.split(","))
+    ]
+    return sum(values) if values else None
+
+
 def scrape() -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=30) as reply:
         return reply.read().decode()
@@ -59,10 +71,19 @@ def active_opens(lab: Lab) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--probe-tier", default="auto", choices=("auto", "lean", "timers"))
+    parser.add_argument("--ground-truth", default="off", choices=("all", "host", "off"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
-    command = [str(ROOT / ".venv/bin/synfin"), "run", f"--listen-address=127.0.0.1:{PORT}"]
-    synfin = subprocess.Popen([*command, "--ground-truth=off"], stderr=subprocess.PIPE, text=True)
-    assert synfin.stderr is not None and "serving" in synfin.stderr.readline()
+    command = [
+        str(ROOT / ".venv/bin/synfin"), "run", f"--listen-address=127.0.0.1:{PORT}",
+        f"--probe-tier={args.probe_tier}", f"--ground-truth={args.ground_truth}",
+    ]  # fmt: skip
+    synfin = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert synfin.stderr is not None
+    started_line = synfin.stderr.readline()
+    assert "serving" in started_line, started_line
+    tier = "lean" if "lean tier" in started_line else "timers"
     samples = []
     connections = 0
     with Lab(prefix=f"soak{os.getpid()}") as lab:
@@ -86,6 +107,15 @@ def main() -> int:
                     "tracked": metric_total(text, "synfin_bpf_map_entries"),
                     "connects": metric_total(text, "synfin_tcp_connects_total"),
                     "evictions": metric_total(text, "synfin_bpf_map_evictions_total"),
+                    "time_wait": gauge(text, "synfin_tcp_connections", 'state="time_wait"'),
+                    "kernel_time_wait": gauge(
+                        text, "synfin_kernel_tcp_sockets", 'state="time_wait"'
+                    ),
+                    "timewait_kills": gauge(
+                        text,
+                        "synfin_tcp_state_transitions_total",
+                        'from="time_wait",to="closed"',
+                    ),
                 })  # fmt: skip
                 print(json.dumps(samples[-1]), flush=True)
                 next_sample += 10
@@ -100,6 +130,8 @@ def main() -> int:
     )
     steady = [s["rss_mb"] for s in samples if s["t"] >= 60] or [s["rss_mb"] for s in samples]
     result = {
+        "tier": tier,
+        "ground_truth": args.ground_truth,
         "minutes": args.minutes,
         "connections_made": connections,
         "synfin_connects": synfin_connects,
@@ -113,9 +145,8 @@ def main() -> int:
         "evictions": samples[-1]["evictions"] if samples else None,
         "samples": samples,
     }
-    out = ROOT / "bench" / "results" / "soak.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))
     return 0 if result["exact"] else 1
 

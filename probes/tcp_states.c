@@ -9,9 +9,10 @@
 // at an offset taken from the running kernel's BTF and passed in as a -D constant: the headers
 // bcc compiles against may belong to another kernel version. collector/kernel/state_probe.py and
 // features.py set:
-//   RINGBUF_PAGES, MAX_SOCKETS, MAX_HALF_OPEN, MAX_LISTENERS   sizes
-//   SOCKET_STORAGE    1: the lean tier: hooks are tp_btf programs (tcp_states/tp_btf.c) and a
-//                        socket's entry lives in its sk_storage; counters only (STREAM_EVENTS 0)
+//   RINGBUF_PAGES, MAX_SOCKETS, SOCKET_SLOTS, MAX_HALF_OPEN, MAX_LISTENERS   sizes
+//   LEAN_TIER         1: hooks are tp_btf programs (tcp_states/tp_btf.c), a socket's entry
+//                        lives in a table indexed by its cookie (SOCKET_SLOTS slots, see
+//                        sockets.c); counters only (STREAM_EVENTS 0)
 //   TRACK_CONTEXT     1: tell process context from softirq (irq:softirq_entry/exit)
 //   CONTEXT_FROM_LOCK 1: tell it from the socket's lock instead (SK_LOCK_OWNED_OFF)
 //   READ_NETNS        1: SKC_NET_OFF, NET_INUM_OFF give the socket's network namespace

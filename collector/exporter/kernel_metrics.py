@@ -279,10 +279,8 @@ class KernelCollector:
             "synfin_bpf_map_capacity", "Capacity of synfin's BPF maps.", labels=["map"]
         )
         entries.add_metric(["sockets"], counters.sockets_live)
-        yield entries
-        if counters.sockets_capacity:  # 0: unbounded (the lean tier's storage is per socket)
-            capacity.add_metric(["sockets"], counters.sockets_capacity)
-            yield capacity
+        capacity.add_metric(["sockets"], counters.sockets_capacity)
+        yield from (entries, capacity)
         yield CounterMetricFamily(
             "synfin_bpf_map_evictions",
             "Sockets synfin stopped following because its map was full (raise --max-sockets).",

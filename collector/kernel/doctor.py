@@ -196,15 +196,14 @@ def check_probe_tiers(root: Path) -> Check:
         return Check(
             "probe tier",
             Status.OK,
-            f"synfin run: lean ({hooks} hooks: tp_btf with per-socket storage, no timer or "
-            "softirq hooks); watch, record, trace and lab: timers (every timewait step "
-            "observed)",
+            f"synfin run: lean ({hooks} hooks: tp_btf, no timer or softirq hooks); watch, "
+            "record, trace and lab: timers (every timewait step observed)",
         )
     return Check(
         "probe tier",
         Status.INFO,
         f"synfin run: timers ({hooks} hooks), not lean: {why}",
-        "the lean tier needs Linux >= 5.11 with BTF, tp_btf and sk_storage for tracing",
+        "the lean tier needs Linux >= 5.12 with BTF (tp_btf, socket cookies, BPF atomics)",
     )
 
 

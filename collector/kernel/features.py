@@ -27,7 +27,8 @@ RING_BUFFER = (5, 8)
 RAW_TRACEPOINTS = (4, 17)
 CGROUP_ID = (4, 18)
 PROBE_READ_KERNEL = (5, 5)
-SK_STORAGE_IN_TRACING = (5, 11)
+# bpf_get_socket_cookie() for tp_btf programs and BPF atomics (compare-and-swap): Linux 5.12.
+LEAN_KERNEL = (5, 12)
 
 TIMER_TRACEPOINTS = (
     tracefs.Tracepoint("timer", "timer_start", ("timer", "function"), "2.6.30"),
@@ -202,7 +203,7 @@ LEAN_OFFSETS = {
 
 def _lean_layout(d: _Detector) -> dict[str, int]:
     """What the lean tier reads from sockets instead of hooking every timer and softirq."""
-    _needs(d.version, SK_STORAGE_IN_TRACING, "sk_storage in tp_btf programs")
+    _needs(d.version, LEAN_KERNEL, "socket cookies and atomics in tp_btf programs")
     if "tw_timer_handler" not in d.symbols:
         raise SynfinError("tw_timer_handler not in /proc/kallsyms (kptr_restrict?)")
     if d.btf is None:
@@ -318,9 +319,10 @@ def detect(
     d.capability(
         LEAN_CAPABILITY,
         "LEAN_LAYOUT",
-        "every count of `synfin run` from tp_btf programs with per-socket storage, without the "
-        "timer and softirq hooks: process context from the socket's lock, the hand-over to a "
-        "timewait socket from its ehash bucket, the server's SYN time from the handshake RTT",
+        "every count of `synfin run` from tp_btf programs and a table indexed by socket cookie, "
+        "without the timer and softirq hooks: process context from the socket's lock, the "
+        "hand-over to a timewait socket from its ehash bucket, the server's SYN time from the "
+        "handshake RTT",
         "`synfin run` uses the timers tier (about a fifth of a busy host's connection rate)",
         lambda: _lean_layout(d),
     )

@@ -5,12 +5,13 @@ event; what it can observe depends on the kernel (synfin.kernel.features).
 
 Two tiers, one source:
 - ``lean`` (counters only, the default of ``synfin run`` where the kernel allows): tp_btf
-  programs keep each socket's entry in its sk_storage, and learn process context, hand-overs
-  to timewait sockets and the server's SYN time from the sockets themselves
-  (probes/tcp_states/without_timers.c). It costs about what a bare tracepoint counter costs.
+  programs keep each socket's entry in a table indexed by the socket's cookie, and learn
+  process context, hand-overs to timewait sockets and the server's SYN time from the sockets
+  themselves (probes/tcp_states/without_timers.c). It costs about what a bare tracepoint
+  counter costs.
 - ``timers``: ordinary tracepoints, a per-socket LRU hash, and the generic timer and softirq
   hooks, which observe every timewait step as it happens (the live views need that; so does a
-  kernel without tp_btf or sk_storage for tracing, before 5.11).
+  kernel without tp_btf, socket cookies and atomics for tracing programs, before 5.12).
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class ProbeOptions:
     # lean, timers, or auto (lean where the kernel allows it and nothing is streamed).
     tier: str = AUTO
 
+    @property
+    def socket_slots(self) -> int:
+        """The lean tier's table: twice --max-sockets, a power of two, so a socket finds a
+        free slot among the few it may take."""
+        return 1 << (2 * self.max_sockets - 1).bit_length()
+
     def streams(self, features: kernel.KernelFeatures) -> bool:
         """Per-event records: wanted, and the kernel has the BPF ring buffer."""
         return self.stream_events and features.available(kernel.STREAM_CAPABILITY)
@@ -91,6 +98,7 @@ class ProbeOptions:
             f"-I{PROBES_DIR}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DMAX_SOCKETS={self.max_sockets}",
+            f"-DSOCKET_SLOTS={self.socket_slots}",
             f"-DMAX_HALF_OPEN={self.max_half_open}",
             f"-DSTREAM_EVENTS={int(self.streams(features))}",
             f"-DENDING_FACTS_MASK={self.ending_facts_mask:#x}",
@@ -102,7 +110,7 @@ class ProbeOptions:
 
 # Over the kernel's switches: the lean tier swaps the softirq and timer hooks for socket reads.
 LEAN_SWITCHES = {
-    "SOCKET_STORAGE": 1,
+    "LEAN_TIER": 1,
     "TRACK_CONTEXT": 0,
     "OBSERVE_TIMERS": 0,
     "CONTEXT_FROM_LOCK": 1,
@@ -125,10 +133,11 @@ class StreamStats:
 class TrackingStats:
     """The probe's per-socket map: how full, and what it had to drop."""
 
-    capacity: int  # 0: unbounded (the lean tier's storage lives in the sockets)
+    capacity: int  # the LRU map's size, or the lean tier's slots
     live: int  # entries now (sockets and timewait sockets being followed)
     tracked: int  # entries ever created
-    evicted: int  # created while full: the least recently used entry made room
+    evicted: int  # timers: created while full, the least recently used made room; lean: no
+    # free slot found, the socket not followed
     timewait_untracked: int  # timewait sockets that ended without synfin seeing them begin
 
 
@@ -312,7 +321,7 @@ class TcpProbe(LoadedProbe):
     def tracking_stats(self) -> TrackingStats:
         live = self.bpf[b"sockets_live"][ctypes.c_int(0)].value
         return TrackingStats(
-            capacity=0 if self.tier == LEAN else self.options.max_sockets,  # 0: no bound
+            capacity=self.options.socket_slots if self.tier == LEAN else self.options.max_sockets,
             live=max(live, 0),
             tracked=self._stat(STAT_SOCKETS_TRACKED),
             evicted=self._stat(STAT_SOCKETS_EVICTED),

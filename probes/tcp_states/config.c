@@ -16,8 +16,8 @@ struct sock;
 #ifndef MAX_SOCKETS
 #define MAX_SOCKETS 65536
 #endif
-#ifndef SOCKET_STORAGE
-#define SOCKET_STORAGE 0
+#ifndef LEAN_TIER
+#define LEAN_TIER 0
 #endif
 #ifndef TRACK_CONTEXT
 #define TRACK_CONTEXT 1
@@ -55,12 +55,15 @@ struct sock;
 #ifndef MAX_LISTENERS
 #define MAX_LISTENERS 4096
 #endif
+#ifndef SOCKET_SLOTS
+#define SOCKET_SLOTS 131072  // the lean tier's table: a power of two, twice MAX_SOCKETS
+#endif
 #ifndef MAX_HALF_OPEN
 #define MAX_HALF_OPEN 65536
 #endif
-#if SOCKET_STORAGE && STREAM_EVENTS
-#error "the lean tier (SOCKET_STORAGE) counts only: build it with STREAM_EVENTS=0"
+#if LEAN_TIER && STREAM_EVENTS
+#error "the lean tier counts only: build it with STREAM_EVENTS=0"
 #endif
-#if SOCKET_STORAGE && (TRACK_CONTEXT || OBSERVE_TIMERS)
+#if LEAN_TIER && (TRACK_CONTEXT || OBSERVE_TIMERS)
 #error "the lean tier replaces the softirq and timer hooks: TRACK_CONTEXT=0, OBSERVE_TIMERS=0"
 #endif

@@ -38,6 +38,7 @@ static __always_inline int in_process_context_of(struct sock *sk)
 #endif
 }
 
+#if STREAM_EVENTS
 // The running task owns the socket only in process context: callers check first.
 static __always_inline void capture_owner(struct sock_entry *entry)
 {
@@ -47,6 +48,7 @@ static __always_inline void capture_owner(struct sock_entry *entry)
 #endif
     bpf_get_current_comm(entry->comm, sizeof(entry->comm));
 }
+#endif
 
 #if TRACK_CONTEXT
 RAW_TRACEPOINT_PROBE(softirq_entry)

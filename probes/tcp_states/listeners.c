@@ -1,4 +1,8 @@
 // -- listeners: a child socket is first owned by whoever listened --------------------------
+//
+// Owners are shown only by the stream.
+
+#if STREAM_EVENTS
 
 struct listener_key {
     u32 netns;
@@ -35,3 +39,4 @@ static __always_inline void inherit_listener_owner(struct sock_entry *child)
     child->cgroup_id = owner->cgroup_id;
     __builtin_memcpy(child->comm, owner->comm, sizeof(child->comm));
 }
+#endif

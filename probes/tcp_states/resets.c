@@ -162,7 +162,7 @@ static __always_inline void on_retransmit(struct sock *sk, int state_or_unknown)
 
 // -- the reset and retransmit hooks -------------------------------------------------------
 
-#if OBSERVE_RESETS && !SOCKET_STORAGE
+#if OBSERVE_RESETS && !LEAN_TIER
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
     u8 state = 0;

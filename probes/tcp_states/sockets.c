@@ -1,7 +1,7 @@
 // -- the sockets map ----------------------------------------------------------------------
 
-// What synfin knows about one live socket (a full socket, or the timewait socket that
-// replaced one), keyed by its address.
+// What synfin knows about one live socket (a full socket, or in the timers tier the timewait
+// socket that replaced one).
 struct sock_entry {
     u64 start_ns;
     u64 state_ns;      // when it entered `state`
@@ -19,20 +19,38 @@ struct sock_entry {
     u8 is_timewait;
     u8 closed_from;    // the state it left for CLOSE: where a reset sent after that belongs
     u32 data_segs_in;  // segments with data received, when this side closed (FIN-WAIT-*)
-    u8 saddr[16];
+#if STREAM_EVENTS
+    u8 saddr[16];      // only the stream shows addresses and owners
     u8 daddr[16];
     char comm[16];
+#endif
 };
 
 // synfin's own health (STAT_* in synfin_events.h), bumped by every part of the probe.
 BPF_PERCPU_ARRAY(stats, u64, STAT_COUNT);
-// Entries right now (created minus removed): the LRU map's fill, or in the lean tier the
-// sockets that carry synfin's storage.
+// Entries right now (created minus removed): how full the table is.
 BPF_ARRAY(sockets_live, s64, 1);
-#if SOCKET_STORAGE
-// Lean tier: the entry hangs off the socket itself (tp_btf programs only). No hash, no
-// evictions; the kernel frees it with the socket.
-BPF_SK_STORAGE(socket_storage, struct sock_entry);
+#if LEAN_TIER
+// The lean tier's table: a slot per socket, found from the socket's cookie (unique for the
+// kernel's lifetime, never reused like an address). Cookies are handed out in per-CPU runs,
+// so consecutive sockets take consecutive slots; a socket looks at SLOT_PROBES slots from
+// cookie % SOCKET_SLOTS. No lock, no allocation: sk_storage allocated per socket cost about
+// 4 points of a busy host's throughput more (docs/benchmarks.md). A socket that finds no free
+// slot is not followed (counted as STAT_SOCKETS_EVICTED); SOCKET_SLOTS is twice --max-sockets.
+#define SLOT_PROBES 4
+
+struct socket_slot {
+    u64 cookie;  // 0: free
+    struct sock_entry entry;
+};
+
+BPF_ARRAY(socket_slots, struct socket_slot, SOCKET_SLOTS);
+
+static __always_inline struct socket_slot *slot_at(u64 cookie, u32 probe)
+{
+    u32 index = ((u32)cookie + probe) & (SOCKET_SLOTS - 1);
+    return socket_slots.lookup(&index);
+}
 #else
 BPF_TABLE("lru_hash", u64, struct sock_entry, sockets, MAX_SOCKETS);
 #endif
@@ -56,7 +74,7 @@ static __always_inline void note_insert(void)
     count_stat(STAT_SOCKETS_TRACKED);
     if (!live)
         return;
-#if !SOCKET_STORAGE
+#if !LEAN_TIER
     if (*live >= MAX_SOCKETS) {
         count_stat(STAT_SOCKETS_EVICTED);  // one in, one out: live stays the same
         return;
@@ -74,11 +92,18 @@ static __always_inline void note_removal(void)
 }
 
 // A full socket's entry. In the lean tier `sk` must be the BTF-typed pointer a tp_btf program
-// received: sk_storage is reached through it, not through its address.
+// received: the socket's cookie is read through it.
 static __always_inline struct sock_entry *find_entry(struct sock *sk)
 {
-#if SOCKET_STORAGE
-    return socket_storage.sk_storage_get(sk, 0, 0);
+#if LEAN_TIER
+    u64 cookie = bpf_get_socket_cookie(sk);
+#pragma unroll
+    for (u32 probe = 0; probe < SLOT_PROBES; probe++) {
+        struct socket_slot *slot = slot_at(cookie, probe);
+        if (slot && slot->cookie == cookie)
+            return &slot->entry;
+    }
+    return 0;
 #else
     u64 skaddr = (u64)sk;
     return sockets.lookup(&skaddr);
@@ -87,12 +112,20 @@ static __always_inline struct sock_entry *find_entry(struct sock *sk)
 
 static __always_inline struct sock_entry *create_entry(struct sock *sk, struct sock_entry *fresh)
 {
-#if SOCKET_STORAGE
-    struct sock_entry *entry =
-        socket_storage.sk_storage_get(sk, fresh, BPF_SK_STORAGE_GET_F_CREATE);
-    if (entry)
-        note_insert();
-    return entry;
+#if LEAN_TIER
+    u64 cookie = bpf_get_socket_cookie(sk);
+#pragma unroll
+    for (u32 probe = 0; probe < SLOT_PROBES; probe++) {
+        struct socket_slot *slot = slot_at(cookie, probe);
+        // Another CPU may claim the same free slot for another socket: the swap decides.
+        if (slot && slot->cookie == 0 && __sync_val_compare_and_swap(&slot->cookie, 0, cookie) == 0) {
+            __builtin_memcpy(&slot->entry, fresh, sizeof(*fresh));
+            note_insert();
+            return &slot->entry;
+        }
+    }
+    count_stat(STAT_SOCKETS_EVICTED);  // no free slot near this cookie: not followed
+    return 0;
 #else
     u64 skaddr = (u64)sk;
     sockets.update(&skaddr, fresh);
@@ -103,8 +136,17 @@ static __always_inline struct sock_entry *create_entry(struct sock *sk, struct s
 
 static __always_inline void forget_entry(struct sock *sk)
 {
-#if SOCKET_STORAGE
-    note_removal();  // the storage itself goes with the socket
+#if LEAN_TIER
+    u64 cookie = bpf_get_socket_cookie(sk);
+#pragma unroll
+    for (u32 probe = 0; probe < SLOT_PROBES; probe++) {
+        struct socket_slot *slot = slot_at(cookie, probe);
+        if (slot && slot->cookie == cookie) {
+            slot->cookie = 0;
+            note_removal();
+            return;
+        }
+    }
 #else
     u64 skaddr = (u64)sk;
     if (sockets.delete(&skaddr) == 0)
@@ -112,7 +154,7 @@ static __always_inline void forget_entry(struct sock *sk)
 #endif
 }
 
-#if !SOCKET_STORAGE
+#if !LEAN_TIER
 // A timewait socket's entry (full tier: keyed by its address in the same map).
 static __always_inline void forget_timewait(u64 tw)
 {
@@ -206,7 +248,7 @@ static __always_inline int socket_is_fast_open_child(u64 skaddr)
 #endif
 }
 
-#if SOCKET_STORAGE
+#if LEAN_TIER
 // -- the lean tier's socket fields (tp_btf programs; offsets from BTF) ----------------------
 //
 // A tp_btf program gets the socket, not the tracepoint's record: what the record would hold

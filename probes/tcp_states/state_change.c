@@ -211,7 +211,7 @@ static __always_inline int on_socket_destroyed(struct sock *sk)
     return 0;
 }
 
-#if !SOCKET_STORAGE
+#if !LEAN_TIER
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     // The tracepoint is shared with SCTP and MPTCP.

@@ -1,12 +1,14 @@
 // -- the lean tier's hooks: tp_btf programs ------------------------------------------------
 //
-// Only a tp_btf program may use the per-socket storage (sk_storage), so in the lean tier every
-// hook that reads or writes a socket's entry is one. Each takes `u64 *ctx`, where ctx[i] is
+// A tp_btf program gets the socket as a BTF-typed pointer: it reads fields with plain loads and
+// asks the kernel for the socket's cookie, which indexes the lean tier's table of entries (and
+// it skips building the trace record an ordinary tracepoint program reads). Every hook that
+// reads or writes a socket's entry is one. Each takes `u64 *ctx`, where ctx[i] is
 // the tracepoint's i-th argument as the kernel passes it (not the record tracefs describes),
 // and the function's name after `tp_btf__` names its tracepoint: collector/kernel/state_probe.py
 // loads and attaches each through collector/kernel/tracing_loader.py (bcc 0.26 cannot).
 
-#if SOCKET_STORAGE
+#if LEAN_TIER
 // inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)
 int tp_btf__inet_sock_set_state(u64 *ctx)
 {

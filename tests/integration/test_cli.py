@@ -37,7 +37,7 @@ def test_doctor_passes_here() -> None:
     assert any(
         line.startswith("[ ok ] state probe: tcp_states.c compiled, attached") for line in lines
     )
-    assert "[ ok ] probe tier: synfin run: lean (7 hooks: tp_btf with per-socket storage" in (
+    assert "[ ok ] probe tier: synfin run: lean (7 hooks: tp_btf, no timer or softirq" in (
         result.output
     )
     assert lines[-1] == "synfin can run here."

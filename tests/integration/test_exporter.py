@@ -21,11 +21,16 @@ from .servers import prometheus, synfin_run
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
 
-def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path) -> None:
-    graceful, refused, abort = 34000, 34001, 34002
+_ports = iter(range(34000, 34100, 3))  # each run (tier, rerun) its own: timewait sockets linger
+
+
+@pytest.mark.parametrize("tier", ["lean", "timers"])
+def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path, tier: str) -> None:
+    graceful = next(_ports)
+    refused, abort = graceful + 1, graceful + 2
     labels = [f"--port-label={port}" for port in (graceful, refused, abort)]
     with (
-        synfin_run(*labels, "--ground-truth-interval=1") as (_daemon, port),
+        synfin_run(*labels, "--ground-truth-interval=1", f"--probe-tier={tier}") as (_daemon, port),
         prometheus(tmp_path, f"127.0.0.1:{port}") as prom,
     ):
         before = {
@@ -92,6 +97,7 @@ def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path) 
         assert q('synfin_scrape_collector_success{collector="kernel"}') == 1
         assert q('synfin_scrape_collector_success{collector="groundtruth"}') == 1
         assert q("min(synfin_probe_attached)") == 1
+        assert q(f'synfin_probe_tier{{tier="{tier}"}}') == 1
         assert q("synfin_bpf_map_evictions_total") == 0
 
 

@@ -1,4 +1,4 @@
-"""The lean tier (tp_btf, sk_storage, no timer or softirq hooks) against the real kernel: the
+"""The lean tier (tp_btf, a cookie-indexed table, no timer or softirq hooks) in the real kernel: the
 same counts as the timers tier in every scenario, and each detection that replaces a hook
 driven for real (probes/tcp_states/without_timers.c)."""
 
@@ -289,3 +289,37 @@ def test_a_timewait_kill_is_inferred_from_the_census(hosts: HostPair) -> None:
         assert total(samples, connections, state="time_wait") == total(
             samples, "synfin_kernel_tcp_sockets", state="time_wait"
         )
+
+
+def test_a_full_table_leaves_sockets_unfollowed_and_says_so(hosts: HostPair) -> None:
+    """--max-sockets 16: 32 slots. 81 sockets at once cannot all find a slot; those that do
+    not are counted, the counters of every transition stay exact, and every slot comes back
+    when the sockets are destroyed."""
+    port = 36580 + 20 * next(_attempts)
+    with TcpProbe(ProbeOptions(stream_events=False, tier=LEAN, max_sockets=16)) as probe:
+        before = probe.tracking_stats()
+        transitions_before = sum(probe.transition_counts().values())
+        listener = listen(hosts, socket.AF_INET, port)
+        pairs = [pair_with(listener, hosts, port) for _ in range(40)]
+        full = probe.tracking_stats()
+        for client, accepted in pairs:
+            client.close()
+            accepted.close()
+        listener.close()
+        time.sleep(0.3)
+        after = probe.tracking_stats()
+        transitions = sum(probe.transition_counts().values()) - transitions_before
+    assert full.capacity == 32 and 0 < full.live <= 32
+    assert full.evicted - before.evicted >= 81 - 32
+    assert after.live == before.live  # every slot given back
+    # 40 connections, each about ten transitions, and the listener's two: all counted.
+    assert transitions >= 40 * 9
+
+
+def pair_with(
+    listener: socket.socket, hosts: HostPair, port: int
+) -> tuple[socket.socket, socket.socket]:
+    client = hosts.client.socket(socket.AF_INET)
+    client.settimeout(5)
+    client.connect((hosts.server.address(socket.AF_INET), port))
+    return client, listener.accept()[0]

@@ -48,3 +48,29 @@ def test_kallsyms_zero_addresses_count_as_absent(tmp_path: Path) -> None:
     assert read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, path) == {
         "reqsk_timer_handler": 0xFFFFFFFF81000000
     }
+
+
+def test_the_lean_tier_switches_override_the_kernels() -> None:
+    """The lean tier swaps the softirq and timer hooks for socket reads, whatever the kernel
+    offered; one -D per switch, so the compiler sees no conflicting redefinition."""
+    from synfin.kernel.features import KernelFeatures  # noqa: PLC0415
+    from synfin.kernel.loader import ProbeError  # noqa: PLC0415
+    from synfin.kernel.state_probe import LEAN, TIMERS, ProbeOptions, validate_tier  # noqa: PLC0415
+
+    features = KernelFeatures(defines={"TRACK_CONTEXT": 1, "OBSERVE_TIMERS": 1, "READ_NETNS": 1})
+    options = ProbeOptions(stream_events=False)
+    lean, timers = options.cflags(features, LEAN), options.cflags(features, TIMERS)
+    for switch in ("LEAN_TIER", "TRACK_CONTEXT", "OBSERVE_TIMERS", "CONTEXT_FROM_LOCK"):
+        assert sum(flag.startswith(f"-D{switch}=") for flag in lean) == 1
+    assert {
+        "-DLEAN_TIER=1",
+        "-DTRACK_CONTEXT=0",
+        "-DOBSERVE_TIMERS=0",
+        "-DCONTEXT_FROM_LOCK=1",
+        "-DTIMEWAIT_FROM_BUCKET=1",
+        "-DREAD_NETNS=1",
+    } <= set(lean)
+    assert {"-DTRACK_CONTEXT=1", "-DOBSERVE_TIMERS=1"} <= set(timers)
+    assert not any("LEAN_TIER" in flag for flag in timers)
+    with pytest.raises(ProbeError, match="unknown probe tier 'fast'"):
+        validate_tier("fast")
