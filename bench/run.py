@@ -221,7 +221,12 @@ def _measure_with(
         result.synfin_connects = int(metrics_after[names[0]] - metrics_before[names[0]])
         result.synfin_accepts = int(metrics_after[names[1]] - metrics_before[names[1]])
     observer.send_signal(signal.SIGINT)
-    _, stderr = observer.communicate(timeout=60)
+    try:
+        _, stderr = observer.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # tcpstates has hung on SIGINT once: stop it, note it
+        observer.kill()
+        _, stderr = observer.communicate()
+        result.notes.append("did not exit within 60 s of SIGINT: killed")
     if config in STREAMING:
         result.delivered = sum(1 for _ in sink.open("rb"))
     if config in LOST:

@@ -77,13 +77,14 @@ def synfin_maps() -> dict[str, dict[str, int]]:
     """synfin's BPF maps as bpftool sees them: capacity, locked kernel memory, live entries."""
     maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True,
                                      text=True, check=True).stdout)  # fmt: skip
-    # This bpftool lists no owning pids; synfin's maps share the BTF of its one program.
-    btf = next(m["btf_id"] for m in maps if m["name"] == "half_open")
+    # This bpftool lists no owning pids; synfin's maps share the BTF of its one compiled object
+    # (`transitions` is in every tier).
+    btf = next(m["btf_id"] for m in maps if m["name"] == "transitions")
     owned = [m for m in maps if m.get("btf_id") == btf]
     report = {}
     for found in owned:
         entry = {"max_entries": found["max_entries"], "bytes_memlock": found["bytes_memlock"]}
-        if found["name"] in ("half_open", "sockets"):
+        if found["name"] in ("half_open", "sockets", "timewaits"):  # hash maps: live entries
             dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(found["id"])],
                                   capture_output=True, text=True, check=True).stdout  # fmt: skip
             entry["entries"] = len(json.loads(dump))
@@ -116,6 +117,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--syns", type=int, default=1_000_000)
     parser.add_argument("--max-sockets", type=int, default=65536)
+    parser.add_argument("--probe-tier", default="auto", choices=("auto", "lean", "timers"))
     parser.add_argument("--raw", type=Path, default=ROOT / "bench" / "results" / "synflood.json")
     args = parser.parse_args()
 
@@ -141,7 +143,9 @@ def main() -> int:
         listener.bind((hosts.server.ipv4, PORT))
         listener.listen(1048576)
 
-        daemon = start_synfin_run(METRICS_PORT, f"--max-sockets={args.max_sockets}")
+        daemon = start_synfin_run(
+            METRICS_PORT, f"--max-sockets={args.max_sockets}", f"--probe-tier={args.probe_tier}"
+        )
         samples: list[float] = []
         flooding = threading.Event()
         flooding.set()
@@ -174,6 +178,7 @@ def main() -> int:
         "syns_sent": args.syns,
         "send_seconds": round(seconds, 1),
         "max_sockets": args.max_sockets,
+        "probe_tier": args.probe_tier,
         "rss_mb": {"first": samples[0], "last": samples[-1], "max": max(samples)},
         "metrics_before": before,
         "metrics_after": after,

@@ -125,7 +125,9 @@ def load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | N
     default=65536,
     show_default=True,
     envvar="SYNFIN_MAX_SOCKETS",
-    help="Sockets followed at once; beyond it the least recently used is evicted (and counted).",
+    help="Sockets followed at once. Timers tier: beyond it the least recently used is evicted; "
+    "lean tier: a table of twice as many slots, a socket that finds none free is not followed. "
+    "Both are counted (synfin_bpf_map_evictions_total).",
 )
 @click.option(
     "--probe-tier",

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from synfin.engine.states import State, documented
 from synfin.kernel.namespaces import entered_path
 from synfin.kernel.procfs import ProcfsError, ProcNet
-from synfin.kernel.sock_diag import dump, namespaces
+from synfin.kernel.sock_diag import count, namespaces
 from synfin.records.addresses import AF_INET, AF_INET6, family_name
 
 log = logging.getLogger(__name__)
@@ -99,16 +99,16 @@ class Sampler:
             if self.snapshot is not None:
                 sample.snapshot = self.snapshot()
             totals: Tally[str] = Tally()
-            for netns, path in self._namespaces().items():
+            for path in self._namespaces().values():
                 try:
                     with entered_path(path):
-                        sockets, tcp = list(dump(netns)), ProcNet().tcp()
+                        counts, tcp = count(), ProcNet().tcp()
                 except FileNotFoundError:
                     continue  # gone between listing and asking: the others still count
-                for sock in sockets:
-                    sample.sockets[(documented(sock.state), sock.family)] += 1
-                    if sock.timewait:
-                        sample.timewait[(sock.state, sock.family)] += 1
+                for (state, family, timewait), n in counts.items():
+                    sample.sockets[(documented(state), family)] += n
+                    if timewait:
+                        sample.timewait[(state, family)] += n
                 totals.update(tcp)
                 sample.namespaces += 1
             sample.snmp = dict(totals)

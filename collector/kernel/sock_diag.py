@@ -1,26 +1,43 @@
-"""Ground truth: the kernel's own list of TCP sockets, over netlink sock_diag (pyroute2).
+"""Ground truth: the kernel's own list of TCP sockets, over netlink sock_diag.
 
 A census asks the kernel directly, one network namespace at a time (sock_diag answers for the
 namespace of the socket that asks). synfin.engine.reconcile compares it with what the engine
-believes; the exporter counts it per state.
+believes; the exporter counts it per state. The replies are read straight off the netlink
+socket, a buffer at a time, and decoded with ``struct``: a busy host lists hundreds of
+thousands of timewait sockets, and a library that builds an object per reply before handing
+over the first held hundreds of MB for that (measured: 371 MB at 131,000 sockets).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
+from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from synfin.errors import EnvironmentProblem
 from synfin.kernel.namespaces import entered_path
-from synfin.records.addresses import pack_address
 
 ALL_STATES = (1 << 13) - 1  # TCP_ESTABLISHED (1) .. TCP_NEW_SYN_RECV (12)
 # inet_diag's timer kind of a timewait socket, whose state is its substate (FIN_WAIT2 or
 # TIME_WAIT): what tells it from a full socket in FIN_WAIT2.
 TIMEWAIT_TIMER = 3
+
+# include/uapi/linux/{netlink,sock_diag,inet_diag}.h
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+# inet_diag_req_v2: family, protocol, ext, pad, states, then an empty inet_diag_sockid.
+REQUEST = struct.Struct("=BBBxI48x")
+# inet_diag_msg: family, state, timer, retrans; sockid: sport, dport (network order), src,
+# dst (16 bytes each), interface, cookie; then expires, rqueue, wqueue, uid, inode.
+REPLY = struct.Struct("=BBBx2s2s16s16s")
+RECEIVE_BUFFER = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,64 @@ class KernelSocket:
         return (self.netns, self.family, self.saddr, self.sport, self.daddr, self.dport)
 
 
+def _v4_mapped(address: bytes, family: int) -> bytes:
+    """sock_diag's 16-byte address field in the probes' form (IPv4 as v4-mapped IPv6)."""
+    return b"\0" * 10 + b"\xff\xff" + address[:4] if family == socket.AF_INET else address
+
+
+def replies(family: int, states: int = ALL_STATES) -> Iterator[memoryview]:
+    """Each inet_diag_msg of one family's TCP sockets in this thread's namespace, as the kernel
+    sends them (a view into the receive buffer: valid until the next one is read)."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
+        body = REQUEST.pack(family, socket.IPPROTO_TCP, 0, states)
+        header = NLMSG_HEADER.pack(
+            NLMSG_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
+        )
+        diag.send(header + body)
+        buffer = bytearray(RECEIVE_BUFFER)
+        while True:
+            size = diag.recv_into(buffer)
+            view, offset = memoryview(buffer)[:size], 0
+            while offset + NLMSG_HEADER.size <= size:
+                length, kind, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(view, offset)
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", view, offset + NLMSG_HEADER.size)[0]
+                    raise OSError(code, os.strerror(code))
+                yield view[offset + NLMSG_HEADER.size : offset + length]
+                offset += (length + 3) & ~3
+            if size == 0:
+                return
+
+
+def dump(netns: int) -> Iterator[KernelSocket]:
+    """The sockets of the namespace this thread is in (``netns``: its inode, for the keys)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for reply in replies(family):
+            _fam, state, timer, sport, dport, src, dst = REPLY.unpack_from(reply)
+            yield KernelSocket(
+                netns=netns,
+                family=family,
+                state=state,
+                saddr=_v4_mapped(src, family),
+                sport=int.from_bytes(sport, "big"),
+                daddr=_v4_mapped(dst, family),
+                dport=int.from_bytes(dport, "big"),
+                timewait=timer == TIMEWAIT_TIMER,
+            )
+
+
+def count() -> Tally[tuple[int, int, bool]]:
+    """(state, family, is timewait) -> sockets in this thread's namespace, without keeping any
+    socket: what the exporter's census needs, at any number of sockets."""
+    counts: Tally[tuple[int, int, bool]] = Tally()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for reply in replies(family):
+            counts[(reply[1], family, reply[2] == TIMEWAIT_TIMER)] += 1
+    return counts
+
+
 def namespaces() -> dict[int, Path]:
     """Every network namespace this host can reach, by inode: a path that opens it.
 
@@ -57,26 +132,6 @@ def namespaces() -> dict[int, Path]:
         except OSError:
             continue  # the process exited, or the mount went away
     return found
-
-
-def dump(netns: int) -> Iterator[KernelSocket]:
-    """The sockets of the namespace this thread is in (``netns``: its inode, for the keys)."""
-    from pyroute2 import DiagSocket  # noqa: PLC0415  (netlink is only needed here)
-
-    with DiagSocket() as diag:
-        diag.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for entry in diag.get_sock_stats(family=family, states=ALL_STATES):
-                yield KernelSocket(
-                    netns=netns,
-                    family=family,
-                    state=entry["idiag_state"],
-                    saddr=pack_address(entry["idiag_src"])[1],
-                    sport=entry["idiag_sport"],
-                    daddr=pack_address(entry["idiag_dst"])[1],
-                    dport=entry["idiag_dport"],
-                    timewait=entry["idiag_timer"] == TIMEWAIT_TIMER,
-                )
 
 
 def take(netns_paths: dict[int, Path]) -> list[KernelSocket]:

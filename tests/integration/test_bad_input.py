@@ -97,6 +97,7 @@ ROWS = [
     Row("listen-port-out-of-range", ["run", "--listen-address", "1.2.3.4:99999", "--check"], "is not HOST:PORT", 1),
     Row("unknown-ground-truth", ["run", "--ground-truth", "some"], "'some' is not one of 'all', 'host', 'off'", 2),
     Row("max-sockets-too-small", ["run", "--max-sockets", "1"], "1 is not in the range 64<=x<=16777216", 2),
+    Row("unknown-probe-tier", ["run", "--probe-tier", "fast"], "'fast' is not one of 'auto', 'lean', 'timers'", 2),
     Row("label-port-out-of-range", ["run", "--port-label", "70000"], "70000 is not in the range 1<=x<=65535", 2),
     Row("unknown-scenario", ["lab", "teardown-dance"], "'teardown-dance' is not one of", 2),
     Row("lab-without-scenario", ["lab"], "name at least one scenario", 2),

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"kernel", "records", "engine", "ladder", "views", "exporter", "lab"},
 }
 # Third-party modules that belong to one layer only.
-OWNED = {"bcc": {"kernel"}, "pyroute2": {"kernel"}, "prometheus_client": {"exporter"}}
+OWNED = {"bcc": {"kernel"}, "prometheus_client": {"exporter"}}
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
