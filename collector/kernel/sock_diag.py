@@ -63,6 +63,17 @@ def _v4_mapped(address: bytes, family: int) -> bytes:
     return b"\0" * 10 + b"\xff\xff" + address[:4] if family == socket.AF_INET else address
 
 
+def messages(received: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """(type, payload) of each netlink message in one received buffer."""
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(received):
+        length, kind, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(received, offset)
+        if length < NLMSG_HEADER.size:
+            raise OSError(f"netlink message of {length} bytes at offset {offset}")
+        yield kind, received[offset + NLMSG_HEADER.size : offset + length]
+        offset += (length + 3) & ~3  # NLMSG_ALIGN
+
+
 def replies(family: int, states: int = ALL_STATES) -> Iterator[memoryview]:
     """Each inet_diag_msg of one family's TCP sockets in this thread's namespace, as the kernel
     sends them (a view into the receive buffer: valid until the next one is read)."""
@@ -73,37 +84,36 @@ def replies(family: int, states: int = ALL_STATES) -> Iterator[memoryview]:
         )
         diag.send(header + body)
         buffer = bytearray(RECEIVE_BUFFER)
-        while True:
-            size = diag.recv_into(buffer)
-            view, offset = memoryview(buffer)[:size], 0
-            while offset + NLMSG_HEADER.size <= size:
-                length, kind, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(view, offset)
+        while size := diag.recv_into(buffer):
+            for kind, payload in messages(memoryview(buffer)[:size]):
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", view, offset + NLMSG_HEADER.size)[0]
+                    code = -struct.unpack_from("=i", payload)[0]
                     raise OSError(code, os.strerror(code))
-                yield view[offset + NLMSG_HEADER.size : offset + length]
-                offset += (length + 3) & ~3
-            if size == 0:
-                return
+                yield payload
+
+
+def decode(reply: memoryview | bytes, family: int, netns: int) -> KernelSocket:
+    """One inet_diag_msg as a KernelSocket."""
+    _fam, state, timer, sport, dport, src, dst = REPLY.unpack_from(reply)
+    return KernelSocket(
+        netns=netns,
+        family=family,
+        state=state,
+        saddr=_v4_mapped(src, family),
+        sport=int.from_bytes(sport, "big"),
+        daddr=_v4_mapped(dst, family),
+        dport=int.from_bytes(dport, "big"),
+        timewait=timer == TIMEWAIT_TIMER,
+    )
 
 
 def dump(netns: int) -> Iterator[KernelSocket]:
     """The sockets of the namespace this thread is in (``netns``: its inode, for the keys)."""
     for family in (socket.AF_INET, socket.AF_INET6):
         for reply in replies(family):
-            _fam, state, timer, sport, dport, src, dst = REPLY.unpack_from(reply)
-            yield KernelSocket(
-                netns=netns,
-                family=family,
-                state=state,
-                saddr=_v4_mapped(src, family),
-                sport=int.from_bytes(sport, "big"),
-                daddr=_v4_mapped(dst, family),
-                dport=int.from_bytes(dport, "big"),
-                timewait=timer == TIMEWAIT_TIMER,
-            )
+            yield decode(reply, family, netns)
 
 
 def count() -> Tally[tuple[int, int, bool]]:

@@ -112,3 +112,14 @@ static __always_inline void count_timewait(u32 counter, u16 family)
     u32 index = counter * 2 + family_slot(family);
     add_to(timewait_counts.lookup(&index));
 }
+
+// A full socket handed over to a timewait socket that starts in `substate`.
+static __always_inline void count_hand_over(int oldstate, u8 substate, u16 family)
+{
+    if (oldstate == TCP_CLOSING_NUM)
+        count_timewait(TW_HANDOVER_CLOSING, family);
+    else if (substate == TCP_TIME_WAIT_NUM)
+        count_timewait(TW_HANDOVER_TIME_WAIT, family);
+    else
+        count_timewait(TW_HANDOVER_FIN_WAIT2, family);
+}

@@ -30,12 +30,7 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
     sockets.update(&timewait->tw, &tw);
     note_insert();
     gauge_move(-1, timewait->substate, entry->family);
-    if (oldstate == TCP_CLOSING_NUM)
-        count_timewait(TW_HANDOVER_CLOSING, entry->family);
-    else if (timewait->substate == TCP_TIME_WAIT_NUM)
-        count_timewait(TW_HANDOVER_TIME_WAIT, entry->family);
-    else
-        count_timewait(TW_HANDOVER_FIN_WAIT2, entry->family);
+    count_hand_over(oldstate, timewait->substate, entry->family);
 }
 
 // Far longer than one call chain, far shorter than anything unrelated on the same CPU.

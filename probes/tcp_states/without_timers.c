@@ -37,65 +37,45 @@ struct timewait_entry {
 // age out of the LRU map (a kill is not observed, see above).
 BPF_TABLE("lru_hash", u64, struct timewait_entry, timewaits, MAX_SOCKETS);
 
-static __always_inline u64 read_u64(u64 address)
-{
-    u64 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
-    return value;
-}
-
-static __always_inline u32 read_u32(u64 address)
-{
-    u32 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
-    return value;
-}
-
-static __always_inline u16 read_u16(u64 address)
-{
-    u16 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
-    return value;
-}
-
-static __always_inline u8 read_u8(u64 address)
-{
-    u8 value = 0;
-    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
-    return value;
-}
+// A value of `type` read from kernel memory at `address` (0 if it cannot be read).
+#define read_kernel(type, address)                                          \
+    ({                                                                      \
+        type _value = 0;                                                    \
+        bpf_probe_read_kernel(&_value, sizeof(_value), (void *)(address)); \
+        _value;                                                             \
+    })
 
 // The timewait socket that took over `skaddr`'s connection, found at the head of its ehash
 // bucket (net->ipv4.tcp_death_row.hashinfo: per namespace since 6.1).
 static __always_inline int find_timewait_successor(u64 skaddr, u64 now,
                                                    struct pending_timewait *out)
 {
-    u64 net = read_u64(skaddr + SKC_NET_OFF);
-    u64 hashinfo = net ? read_u64(net + NET_TW_HASHINFO_OFF) : 0;
+    u64 net = read_kernel(u64, skaddr + SKC_NET_OFF);
+    u64 hashinfo = net ? read_kernel(u64, net + NET_TW_HASHINFO_OFF) : 0;
     if (!hashinfo)
         return 0;
-    u64 ehash = read_u64(hashinfo + HASHINFO_EHASH_OFF);
-    u32 mask = read_u32(hashinfo + HASHINFO_EHASH_MASK_OFF);
-    u32 hash = read_u32(skaddr + SKC_HASH_OFF);
-    u64 cookie = read_u64(skaddr + SKC_COOKIE_OFF);
-    u16 sport = read_u16(skaddr + INET_SPORT_OFF);  // network order, as tw_sport
-    u16 dport = read_u16(skaddr + SKC_DPORT_OFF);
-    u64 node = read_u64(ehash + (u64)(hash & mask) * EHASH_BUCKET_SIZE);
+    u64 ehash = read_kernel(u64, hashinfo + HASHINFO_EHASH_OFF);
+    u32 mask = read_kernel(u32, hashinfo + HASHINFO_EHASH_MASK_OFF);
+    u32 hash = read_kernel(u32, skaddr + SKC_HASH_OFF);
+    u64 cookie = read_kernel(u64, skaddr + SKC_COOKIE_OFF);
+    u16 sport = read_kernel(u16, skaddr + INET_SPORT_OFF);  // network order, as tw_sport
+    u16 dport = read_kernel(u16, skaddr + SKC_DPORT_OFF);
+    u64 node = read_kernel(u64, ehash + (u64)(hash & mask) * EHASH_BUCKET_SIZE);
 #pragma unroll
     for (int i = 0; i < BUCKET_WALK; i++) {
         if (!node || (node & 1))  // an odd pointer is the chain's nulls marker: its end
             return 0;
         u64 tw = node - SKC_NULLS_NODE_OFF;
-        if (read_u8(tw + SKC_STATE_OFF) == TCP_TIME_WAIT_NUM &&
-            read_u32(tw + SKC_HASH_OFF) == hash && read_u64(tw + SKC_COOKIE_OFF) == cookie &&
-            read_u16(tw + TW_SPORT_OFF) == sport && read_u16(tw + SKC_DPORT_OFF) == dport &&
-            read_u64(tw + SKC_NET_OFF) == net) {
+        if (read_kernel(u8, tw + SKC_STATE_OFF) == TCP_TIME_WAIT_NUM &&
+            read_kernel(u32, tw + SKC_HASH_OFF) == hash && read_kernel(u64, tw + SKC_COOKIE_OFF) == cookie &&
+            read_kernel(u16, tw + TW_SPORT_OFF) == sport && read_kernel(u16, tw + SKC_DPORT_OFF) == dport &&
+            read_kernel(u64, tw + SKC_NET_OFF) == net) {
             out->tw = tw;
             out->ts_ns = now;
-            out->substate = read_u8(tw + TW_SUBSTATE_OFF);
+            out->substate = read_kernel(u8, tw + TW_SUBSTATE_OFF);
             return 1;
         }
-        node = read_u64(node);  // hlist_nulls_node.next
+        node = read_kernel(u64, node);  // hlist_nulls_node.next
     }
     return 0;
 }
@@ -109,12 +89,7 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
     struct timewait_entry tw = {.entered_ns = now, .family = entry->family,
                                 .substate = timewait->substate};
     timewaits.update(&timewait->tw, &tw);
-    if (oldstate == TCP_CLOSING_NUM)
-        count_timewait(TW_HANDOVER_CLOSING, entry->family);
-    else if (timewait->substate == TCP_TIME_WAIT_NUM)
-        count_timewait(TW_HANDOVER_TIME_WAIT, entry->family);
-    else
-        count_timewait(TW_HANDOVER_FIN_WAIT2, entry->family);
+    count_hand_over(oldstate, timewait->substate, entry->family);
 }
 
 static __always_inline void note_child(u64 skaddr) {}
@@ -124,12 +99,12 @@ static __always_inline void syn_time_from_handshake_rtt(u64 skaddr, struct sock_
 {
     if (!(entry->facts & FACT_PASSIVE_OPEN) || (entry->facts & FACT_SYN_OBSERVED))
         return;
-    u32 retransmits = read_u32(skaddr + TCP_TOTAL_RETRANS_OFF);
+    u32 retransmits = read_kernel(u32, skaddr + TCP_TOTAL_RETRANS_OFF);
     if (retransmits) {
         entry->facts |= FACT_SYN_RETRANSMITTED;
         entry->syn_retrans = retransmits < 255 ? retransmits : 255;
     }
-    u64 took_ns = (u64)(read_u32(skaddr + TCP_SRTT_OFF) >> 3) * 1000;  // srtt_us is 8x
+    u64 took_ns = (u64)(read_kernel(u32, skaddr + TCP_SRTT_OFF) >> 3) * 1000;  // srtt_us is 8x
     if (!took_ns || took_ns > now)
         return;
     entry->start_ns = now - took_ns;
@@ -145,11 +120,11 @@ static __always_inline void timewait_expired(u64 tw)
         // Handed over before synfin started (or aged out of the map): the census that infers
         // kills counts it alive until now.
         count_stat(STAT_TIMEWAIT_UNTRACKED);
-        count_timewait(TW_END_UNTRACKED, read_u16(tw + SKC_FAMILY_OFF));
+        count_timewait(TW_END_UNTRACKED, read_kernel(u16, tw + SKC_FAMILY_OFF));
         return;
     }
     u64 now = bpf_ktime_get_ns();
-    u8 substate = read_u8(tw + TW_SUBSTATE_OFF);
+    u8 substate = read_kernel(u8, tw + TW_SUBSTATE_OFF);
     if (substate == TCP_TIME_WAIT_NUM) {
         count_timewait(TW_END_EXPIRED, entry->family);
         if (entry->substate != TCP_TIME_WAIT_NUM)

@@ -35,15 +35,16 @@ from .servers import synfin_run
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
-# Each scenario on its own labelled port, so both tiers' counts can be read per scenario.
+# Each scenario on its own labelled port, so both tiers' counts can be read per scenario. The
+# lean tests use ports 39000-39999, which no other test does.
 COMPARED = {
-    "client-closes": 36500,
-    "server-closes": 36501,
-    "half-close": 36502,
-    "refused": 36503,
-    "reset-abort": 36504,
-    "unread-data-abort": 36505,
-    "syn-timeout": 36506,
+    "client-closes": 39000,
+    "server-closes": 39001,
+    "half-close": 39002,
+    "refused": 39003,
+    "reset-abort": 39004,
+    "unread-data-abort": 39005,
+    "syn-timeout": 39006,
 }
 # Not simultaneous-close: whether both FINs cross depends on two retransmission timers
 # expiring in one tick (synfin.lab.plays), so either tier may see one end close first.
@@ -68,6 +69,8 @@ def outcomes(
     for metric in KernelCollector(lambda: counters, Labelling(ports=True)).collect():
         for sample in metric.samples:
             if sample.name in OUTCOMES and sample.value:
+                if sample.labels["port"] == "other":
+                    continue  # not a scenario's connection (the host may have others)
                 labels = {**sample.labels, "port": scenarios.get(int(sample.labels["port"]), "?")}
                 found[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return found
@@ -127,7 +130,7 @@ def timewaits_scheduled() -> int:
     return total
 
 
-_ports = iter(range(36700, 37700, 30))  # a rerun gets new ports: timewait sockets hold old ones
+_ports = iter(range(39300, 39600, 30))  # a rerun gets new ports: timewait sockets hold old ones
 
 
 def test_every_hand_over_is_found_in_the_bucket(hosts: HostPair) -> None:
@@ -154,9 +157,9 @@ def test_a_real_close_from_fin_wait_2_is_not_a_hand_over(hosts: HostPair) -> Non
     try:
         with counting(LEAN) as probe:
             # A timewait socket of another connection at the client, in the same table.
-            SCENARIOS["client-closes"].run(hosts, socket.AF_INET, 36540)
+            SCENARIOS["client-closes"].run(hosts, socket.AF_INET, 39650)
             before = counters_module.read(probe)
-            SCENARIOS["server-closes"].run(hosts, socket.AF_INET, 36541)
+            SCENARIOS["server-closes"].run(hosts, socket.AF_INET, 39651)
             time.sleep(0.2)
             after = counters_module.read(probe)
     finally:
@@ -178,24 +181,56 @@ def server_handshakes(probe: TcpProbe) -> tuple[int, int]:
     return sum(slots), sum_ns
 
 
+def passive_opens() -> int:
+    """Tcp PassiveOpens summed over every namespace: the handshakes the histogram may hold."""
+    total = 0
+    for path in namespaces().values():
+        try:
+            with entered_path(path):
+                total += ProcNet().tcp()["PassiveOpens"]
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def alone(measure: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """Run ``measure`` (-> handshakes counted, their sum in ns) until no other handshake on
+    the host shared its window (the histogram is host-wide); skip after three tries."""
+    for _ in range(3):
+        opens = passive_opens()
+        result = measure()
+        if passive_opens() - opens == 1:
+            return result
+    pytest.skip("other handshakes on this host during each of 3 tries: run on a quiet host")
+
+
 def test_the_server_handshake_is_the_kernels_own_first_rtt(hosts: HostPair) -> None:
-    with counting(LEAN) as probe:
+    rtts: list[int] = []
+
+    def measure() -> tuple[int, int]:
         count_before, sum_before = server_handshakes(probe)
-        listener, client, accepted = pair(hosts, socket.AF_INET, 36550)
-        rtt = tcp_info_rtt_us(accepted)  # nothing exchanged yet: the SYN-ACK's round trip
+        listener, client, accepted = pair(hosts, socket.AF_INET, 39660)
+        rtts.append(tcp_info_rtt_us(accepted))  # nothing exchanged yet: the SYN-ACK's trip
         count, sum_ns = server_handshakes(probe)
         for sock in (client, accepted, listener):
             sock.close()
-    assert count - count_before == 1
-    assert (sum_ns - sum_before) // 1000 == rtt > 0
+        return count - count_before, sum_ns - sum_before
+
+    with counting(LEAN) as probe:
+        count, sum_ns = alone(measure)
+    assert count == 1
+    assert sum_ns // 1000 == rtts[-1] > 0
 
 
 def test_a_retransmitted_syn_ack_times_the_handshake_from_the_first(hosts: HostPair) -> None:
     """The client's ACKs dropped for 1.5 s: the server resends its SYN-ACK at 1 s and 3 s; the
     handshake is timed from the first SYN-ACK (the kernel's RTT sample from the timestamp
     option), not the last."""
-    port = 36551
-    with counting(LEAN) as probe:
+    ports = iter(range(39661, 39670))
+    took: list[float] = []
+
+    def measure() -> tuple[int, int]:
+        port = next(ports)
         count_before, sum_before = server_handshakes(probe)
         listener = listen(hosts, socket.AF_INET, port)
         nft(
@@ -211,13 +246,16 @@ def test_a_retransmitted_syn_ack_times_the_handshake_from_the_first(hosts: HostP
         nft(hosts.server.namespace, "delete table inet synfin_ack\n")
         listener.settimeout(10)
         accepted, _ = listener.accept()
-        took = time.monotonic() - started
+        took.append(time.monotonic() - started)
         count, sum_ns = server_handshakes(probe)
         for sock in (client, accepted, listener):
             sock.close()
-    assert count - count_before == 1
-    measured = (sum_ns - sum_before) / 1e9
-    assert 2.5 < measured <= took + 0.01
+        return count - count_before, sum_ns - sum_before
+
+    with counting(LEAN) as probe:
+        count, sum_ns = alone(measure)
+    assert count == 1
+    assert 2.5 < sum_ns / 1e9 <= took[-1] + 0.01
 
 
 def test_without_btf_the_lean_tier_says_why_and_auto_falls_back(tmp_path: Path) -> None:
@@ -259,7 +297,7 @@ def wait_until(port: int, done: Callable[[dict], bool], timeout: float = 20.0) -
 def test_a_timewait_kill_is_inferred_from_the_census(hosts: HostPair) -> None:
     """`ss -K` kills the client's timewait socket: synfin run (lean) infers the kill from the
     next census, and the socket leaves synfin_tcp_connections."""
-    port = 36560
+    port = 39670
     killed = {"from": "time_wait", "to": "closed"}
     transitions, connections = "synfin_tcp_state_transitions_total", "synfin_tcp_connections"
     with synfin_run("--probe-tier=lean", "--ground-truth-interval=1") as (_daemon, metrics):
@@ -295,7 +333,7 @@ def test_a_full_table_leaves_sockets_unfollowed_and_says_so(hosts: HostPair) -> 
     """--max-sockets 16: 32 slots. 81 sockets at once cannot all find a slot; those that do
     not are counted, the counters of every transition stay exact, and every slot comes back
     when the sockets are destroyed."""
-    port = 36580 + 20 * next(_attempts)
+    port = 39700 + 20 * next(_attempts)
     with TcpProbe(ProbeOptions(stream_events=False, tier=LEAN, max_sockets=16)) as probe:
         before = probe.tracking_stats()
         transitions_before = sum(probe.transition_counts().values())
