@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class Daemon:
         self.probe: TcpProbe | None = None
         self.sampler = Sampler(config.ground_truth, config.ground_truth_interval)
         self.server: web.WSGIServer | None = None
+        self.http: threading.Thread | None = None
 
     def attach(self) -> TcpProbe:
         options = ProbeOptions(
@@ -148,12 +150,15 @@ class Daemon:
             "groundtruth": GroundTruthCollector(self.sampler),
         }
         registry.register(SynfinCollector(parts, probe))
-        self.server, _ = web.serve(
-            make_wsgi_app(registry), self.config.listen_address, self.web_config
+        # Bound (a low port may need CAP_NET_BIND_SERVICE) but not yet served: capabilities are
+        # per thread, so every thread starts after the drop and has no more than the main one.
+        self.server, self.http = web.serve(
+            make_wsgi_app(registry), self.config.listen_address, self.web_config, start=False
         )
-        self.sampler.start()
         if self.config.drop_privileges:
             privileges.keep_only(privileges.needed(self.config.ground_truth))
+        self.http.start()
+        self.sampler.start()
         scheme = "https" if self.web_config.tls else "http"
         log.info(
             "synfin run: serving %s://%s/metrics (basic auth %s); %s tier, %d hooks attached; "
@@ -177,7 +182,8 @@ class Daemon:
     def stop(self) -> None:
         self.sampler.stop()
         if self.server is not None:
-            self.server.shutdown()
+            if self.http is not None and self.http.is_alive():
+                self.server.shutdown()  # waits for serve_forever: only if it ever ran
             self.server.server_close()
         if self.probe is not None:
             self.probe.close()

@@ -268,8 +268,11 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def serve(app: WSGIApp, listen: str, config: WebConfig) -> tuple[WSGIServer, threading.Thread]:
-    """Start serving ``app`` on a background thread; the caller shuts the server down."""
+def serve(
+    app: WSGIApp, listen: str, config: WebConfig, start: bool = True
+) -> tuple[WSGIServer, threading.Thread]:
+    """Listen, and serve ``app`` on a background thread (started here unless ``start`` is
+    False: then the caller starts it); the caller shuts the server down."""
     host, port = parse_listen_address(listen)
     server_class = type("Server", (_Server,), {})
     if ":" in host:
@@ -284,5 +287,6 @@ def serve(app: WSGIApp, listen: str, config: WebConfig) -> tuple[WSGIServer, thr
             f"cannot listen on {listen}: {error.strerror}", "choose another --listen-address"
         ) from None
     thread = threading.Thread(target=server.serve_forever, name="synfin-http", daemon=True)
-    thread.start()
+    if start:
+        thread.start()
     return server, thread

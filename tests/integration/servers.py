@@ -16,6 +16,26 @@ from pathlib import Path
 SYNFIN = str(Path(sys.executable).parent / "synfin")
 
 
+def bpf_programs() -> set[int]:
+    """The ids of every BPF program loaded in the kernel."""
+    listed = subprocess.run(
+        ["bpftool", "--json", "prog", "list"], capture_output=True, text=True, check=True
+    )
+    return {prog["id"] for prog in json.loads(listed.stdout)}
+
+
+def programs_released(before: set[int], timeout: float = 10.0) -> bool:
+    """Every program loaded since ``before`` is gone. The kernel frees a closed program after
+    a grace period (a tp_btf program after an RCU tasks-trace one, which can take a second on
+    a loaded machine), so this waits for it."""
+    deadline = time.monotonic() + timeout
+    while not bpf_programs() <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,7 +4,6 @@ program left attached."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.paths import REPO
+
+from .servers import bpf_programs, programs_released
 
 SYNFIN = str(Path(sys.executable).parent / "synfin")
 DOC = REPO / "docs" / "bad-input.md"
@@ -184,13 +185,6 @@ ROWS = [
 # fmt: on
 
 
-def bpf_programs() -> set[int]:
-    listed = subprocess.run(
-        ["bpftool", "--json", "prog", "list"], capture_output=True, text=True, check=True
-    )
-    return {prog["id"] for prog in json.loads(listed.stdout)}
-
-
 @pytest.mark.bpf
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_row(row: Row, tmp_path: Path) -> None:
@@ -216,7 +210,7 @@ def test_row(row: Row, tmp_path: Path) -> None:
         line for line in result.stderr.splitlines() if line.startswith(("synfin: error:", "Error:"))
     ]
     assert len(complaint) == 1, result.stderr
-    assert bpf_programs() <= before  # nothing of synfin's stays attached
+    assert programs_released(before)  # nothing of synfin's stays attached
 
 
 @pytest.mark.bpf
@@ -238,7 +232,7 @@ def test_a_port_in_use_detaches_before_it_exits() -> None:
         .splitlines()[-1]
         .endswith("Address already in use (fix: choose another --listen-address)")
     )
-    assert bpf_programs() <= before
+    assert programs_released(before)
 
 
 def test_every_row_is_documented() -> None:

@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from synfin.cli.main import main
 from synfin.errors import EXIT_ENVIRONMENT
 
+from .servers import bpf_programs, programs_released
+
 SYNFIN = [str(Path(sys.executable).parent / "synfin")]
 
 
@@ -42,23 +44,6 @@ def test_doctor_passes_here() -> None:
     )
     assert lines[-1] == "synfin can run here."
     assert not any(line.startswith("[FAIL]") for line in lines)
-
-
-def bpf_program_ids() -> set[int]:
-    output = subprocess.run(
-        ["bpftool", "--json", "prog", "list"], capture_output=True, text=True, check=True
-    ).stdout
-    return {prog["id"] for prog in json.loads(output)}
-
-
-def programs_released(expected: set[int], timeout: float = 5.0) -> bool:
-    """The kernel frees a closed program asynchronously (after an RCU grace period)."""
-    deadline = time.monotonic() + timeout
-    while bpf_program_ids() != expected:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def loopback_connection(port: int) -> None:
@@ -108,9 +93,9 @@ LOOPBACK_STEPS = [
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_watch_shows_both_sides_and_ends_cleanly_on_a_signal(sig: signal.Signals) -> None:
     port = 31000 + sig
-    programs_before = bpf_program_ids()
+    programs_before = bpf_programs()
     process = start_synfin("watch", "--port", str(port))
-    assert bpf_program_ids() > programs_before  # attached while it runs
+    assert bpf_programs() > programs_before  # attached while it runs
     loopback_connection(port)
     time.sleep(0.5)
     process.send_signal(sig)
