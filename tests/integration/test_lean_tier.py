@@ -35,6 +35,18 @@ from .servers import synfin_run
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
+
+@pytest.fixture(autouse=True)
+def no_timewait_left(hosts: HostPair) -> Iterator[None]:
+    """Kill the timewait sockets a test leaves: expiring a minute later, during other tests,
+    they would be events those tests cannot tell from their own."""
+    yield
+    for host in (hosts.client, hosts.server):
+        subprocess.run(
+            ["ip", "netns", "exec", host.namespace, "ss", "-K", "-tn", "state", "time-wait"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+
 # Each scenario on its own labelled port, so both tiers' counts can be read per scenario. The
 # lean tests use ports 39000-39999, which no other test does.
 COMPARED = {
