@@ -47,6 +47,7 @@ def no_timewait_left(hosts: HostPair) -> Iterator[None]:
             capture_output=True, check=False,
         )  # fmt: skip
 
+
 # Each scenario on its own labelled port, so both tiers' counts can be read per scenario. The
 # lean tests use ports 39000-39999, which no other test does.
 COMPARED = {
