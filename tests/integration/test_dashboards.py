@@ -140,10 +140,13 @@ def selectors(expr: str) -> set[str]:
     return {name + labels for name, labels in SELECTOR.findall(expr)}
 
 
+_ports = iter(range(38500, 38600, 10))  # a rerun gets new ports: timewait sockets hold old ones
+
+
 @pytest.mark.bpf
 @pytest.mark.netns
 def test_every_query_returns_data_from_a_real_scrape(hosts: HostPair, tmp_path: Path) -> None:
-    port = 36000
+    port = next(_ports)
     with (
         synfin_run(f"--port-label={port}", "--ground-truth-interval=1") as (_daemon, listen),
         prometheus(tmp_path, f"127.0.0.1:{listen}", rules=RULES) as prom,
