@@ -41,6 +41,10 @@ def _key(event: Event) -> SocketKey:
     return (event.netns, event.family, event.saddr, event.sport, event.daddr, event.dport)
 
 
+def _four_tuple(conn: Connection) -> tuple[bytes, int, bytes, int]:
+    return (conn.saddr, conn.sport, conn.daddr, conn.dport)
+
+
 def _mirror(conn: Connection) -> tuple[bytes, int, bytes, int]:
     return (conn.daddr, conn.dport, conn.saddr, conn.sport)
 
@@ -63,6 +67,9 @@ class Engine:
         self._children: dict[int, Event] = {}  # LISTEN -> SYN_RECV waiting for the next event
         # Sockets that existed before synfin, from a kernel snapshot, until their first event.
         self.preexisting: dict[SocketKey, State] = {}
+        # Connections in FIN-WAIT-2 by their 4-tuple, for the peer's FIN inference: a busy
+        # host holds a minute of TIME-WAIT connections, too many to search on every LAST-ACK.
+        self._in_fin_wait_2: dict[tuple[bytes, int, bytes, int], list[Connection]] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -111,7 +118,8 @@ class Engine:
             )
             self.live[event.skaddr] = conn
             if len(self.live) > self.capacity:
-                self.live.popitem(last=False)  # events were lost: forget the oldest
+                _, oldest = self.live.popitem(last=False)  # events were lost: forget it
+                self._unindex(oldest)
             if event.facts & Fact.PREEXISTING:
                 self.preexisting.pop(_key(event), None)
         if event.sport or event.dport or not conn.sport:
@@ -136,7 +144,17 @@ class Engine:
             # shown as it happened, and said to be off the diagram.
             how = f"{step.how}; " if step.how else ""
             step = replace(step, how=f"{how}{OFF_DIAGRAM}")
-        return StepTaken(conn, conn.take(step), event)
+        taken = StepTaken(conn, conn.take(step), event)
+        if target is State.FIN_WAIT_2:
+            self._in_fin_wait_2.setdefault(_four_tuple(conn), []).append(conn)
+        return taken
+
+    def _unindex(self, conn: Connection) -> None:
+        waiting = self._in_fin_wait_2.get(_four_tuple(conn))
+        if waiting and conn in waiting:
+            waiting.remove(conn)
+            if not waiting:
+                del self._in_fin_wait_2[_four_tuple(conn)]
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -230,12 +248,10 @@ class Engine:
 
     def _peer_sent_fin(self, closer: Connection, event: Event) -> list[Output]:
         """The passive closer sent its FIN: a local active closer in FIN-WAIT-2 gets it now."""
-        for conn in self.live.values():
-            if (
-                conn.state is State.FIN_WAIT_2
-                and (conn.timewait or not self.sees_timewait)
-                and (conn.saddr, conn.sport, conn.daddr, conn.dport) == _mirror(closer)
-            ):
+        for conn in list(self._in_fin_wait_2.get(_mirror(closer), ())):
+            if conn.state is not State.FIN_WAIT_2:
+                self._unindex(conn)  # moved on since (or was forgotten)
+            elif conn.timewait or not self.sees_timewait:
                 how = "inferred from the peer's FIN (both ends on this host)"
                 return [
                     self._step(conn, event, State.TIME_WAIT, event.ts_ns, observed=False, how=how)
@@ -253,6 +269,7 @@ class Engine:
         outputs: list[Output] = [Classified(conn, conn.classification, event)]
         if not conn.timewait:
             conn.finished = True
+            self._unindex(conn)
             outputs.append(Finished(conn, event))
         return outputs
 
@@ -262,6 +279,7 @@ class Engine:
             return []
         conn.timewait = 0
         conn.finished = True
+        self._unindex(conn)
         outputs: list[Output] = []
         expired = event.timer_expired
         if event.oldstate == KernelState.TIME_WAIT and conn.state is not State.TIME_WAIT:
