@@ -35,7 +35,7 @@ from synfin.errors import SynfinError
 from synfin.kernel import sock_diag
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.records import recording
-from synfin.records.events import DecodeError, Event, decode
+from synfin.records.events import EVENT_FORMAT, Event
 from synfin.records.pump import Periodic, Pump, Stream
 from synfin.units import MONOTONIC_TO_WALL_NS
 from synfin.views.watch import View
@@ -110,7 +110,7 @@ def stream(
         probe.set_filter(request.ports, FAMILIES[request.family])
         click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
         sink, periodic = start(probe)
-        pump = Pump([Stream(probe, decode, sink, DecodeError)])
+        pump = Pump([Stream(probe, EVENT_FORMAT, sink)])
 
         def keep_going() -> bool:
             return not stopping() and (deadline is None or time.monotonic() < deadline)
@@ -120,8 +120,7 @@ def stream(
             sys.stdout.flush()
         except BrokenPipeError:
             silence_stdout()
-        tally = pump.streams[0].tally
-        return Streamed(tally.decoded, tally.undecodable, pump.lost())
+        return Streamed(pump.streams[0].tally.decoded, pump.undecodable, pump.lost())
 
 
 @click.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,11 @@ from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import TraceFilter, Tracer
+from synfin.records import json_lines
 from synfin.records.addresses import Network, parse_network
-from synfin.records.events import DecodeError, decode
+from synfin.records.events import EVENT_FORMAT
 from synfin.records.pump import Periodic, Pump, Stream
-from synfin.records.segments import SegmentDecodeError, decode_segment
+from synfin.records.segments import SEGMENT_FORMAT
 from synfin.views import ladder_json, ladder_svg, ladder_text
 
 POLL_MS = 20
@@ -142,7 +142,7 @@ def trace_command(
         if output_format == "svg":
             ladders.append(ladder)
         elif output_format == "json":
-            handle.write(json.dumps(ladder_json.to_dict(ladder), separators=(",", ":")) + "\n")
+            handle.write(json_lines.dumps(ladder_json.to_dict(ladder)) + "\n")
         else:
             text = ladder_text.render(ladder, unicode=unicode, colour=output is None)
             click.echo(text, file=handle, nl=True)
@@ -168,8 +168,8 @@ def trace_command(
                 source.set_filter(ports, FAMILIES[family])
             pump = Pump(
                 [
-                    Stream(probe, decode, tracer.on_event, DecodeError),
-                    Stream(capture, decode_segment, tracer.on_segment, SegmentDecodeError),
+                    Stream(probe, EVENT_FORMAT, tracer.on_event),
+                    Stream(capture, SEGMENT_FORMAT, tracer.on_segment),
                 ],
                 poll_ms=POLL_MS,
             )

@@ -7,6 +7,7 @@ table is ordered: the first rule whose facts are all present wins.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from synfin.engine.states import documented
@@ -127,8 +128,10 @@ def how_opened(facts: Fact) -> str:
     return next(name for needed, name in OPEN_RULES if facts & needed == needed)
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(end: Ending) -> Classification:
-    """Classify a socket from what the probe saw of it."""
+    """Classify a socket from what the probe saw of it. (Endings repeat: a busy host's
+    thousands of connections a second end in a handful of ways, so verdicts are kept.)"""
     opened = how_opened(end.facts)
     if opened == LISTENER:
         return Classification(LISTENER, RESULT_OTHER, detail="a listening socket")

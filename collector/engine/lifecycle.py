@@ -70,21 +70,26 @@ class Engine:
         # Connections in FIN-WAIT-2 by their 4-tuple, for the peer's FIN inference: a busy
         # host holds a minute of TIME-WAIT connections, too many to search on every LAST-ACK.
         self._in_fin_wait_2: dict[tuple[bytes, int, bytes, int], list[Connection]] = {}
-
-    # -- public --------------------------------------------------------------------------------
-
-    def feed(self, event: Event) -> list[Output]:
-        self.snmp.setdefault(event.netns, SnmpCounts()).count(event)
-        handler = {
+        self._handlers = {
             EventKind.STATE_CHANGE: self._state_change,
             EventKind.SOCKET_END: self._socket_end,
             EventKind.TIMEWAIT_END: self._timewait_end,
             EventKind.RESET_SENT: self._reset,
             EventKind.RESET_RECEIVED: self._reset,
-        }[event.kind]
-        outputs = self._flush_child(event.skaddr, event)
-        outputs += handler(event)
-        return outputs
+        }
+
+    # -- public --------------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> list[Output]:
+        snmp = self.snmp.get(event.netns)
+        if snmp is None:
+            snmp = self.snmp[event.netns] = SnmpCounts()
+        snmp.count(event)
+        if self._children:
+            outputs = self._flush_child(event.skaddr, event)
+            outputs += self._handlers[event.kind](event)
+            return outputs
+        return self._handlers[event.kind](event)
 
     def seed(self, sockets: Iterable[tuple[SocketKey, State]]) -> None:
         """Sockets the kernel reports (a snapshot) that synfin has no events for yet."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from synfin import probes
 from synfin.errors import EnvironmentProblem, SynfinError
-from synfin.kernel import probe_source
+from synfin.kernel import probe_source, ringbuf
 from synfin.kernel.memory import release_compiler_memory
 from synfin.records import abi
 
@@ -25,7 +26,7 @@ from synfin.records import abi
 PROBES_DIR = Path(os.environ.get("SYNFIN_PROBES_DIR", probes.DIRECTORY))
 MAX_FILTER_PORTS = abi.events()["MAX_FILTER_PORTS"]
 
-RecordHandler = Callable[[bytes], None]
+RecordsHandler = Callable[[Iterable[tuple[object, ...]]], None]
 
 
 class ProbeError(EnvironmentProblem):
@@ -109,6 +110,9 @@ class LoadedProbe:
     def __init__(self) -> None:
         self._bpf: Any = None
         self._stream_open = False
+        self._ring: ringbuf.MappedRing | None = None  # None: bcc's callback delivers
+        self._handler: RecordsHandler | None = None
+        self._malformed = 0
 
     def check_map_layouts(self, header: abi.Header) -> None:
         """Each map's key and value as the compiled probe has them against the header Python
@@ -131,6 +135,9 @@ class LoadedProbe:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
         bpf, self._bpf = self._bpf, None
         if bpf is not None:
             bpf.cleanup()
@@ -154,28 +161,50 @@ class LoadedProbe:
 
     # -- the stream --------------------------------------------------------------------------
 
-    def open_stream(self, handler: RecordHandler) -> None:
-        """Call ``handler`` with each raw record during ``poll``."""
+    def open_stream(self, handler: RecordsHandler, layout: struct.Struct) -> None:
+        """During ``poll``, call ``handler`` with runs of records, each unpacked by ``layout``.
 
-        def on_record(_ctx: int, data: int, size: int) -> int:
-            handler(ctypes.string_at(data, size))
-            # Returning 0 (not None) keeps bcc's callback wrapper on its fast path.
-            return 0
+        Records are read straight from the ring's mapped pages where that is safe
+        (synfin.kernel.ringbuf), else through bcc's callback, one at a time."""
+        table = self.bpf[self.ring_buffer]
+        self._handler = handler
+        if ringbuf.supported():
+            self._ring = ringbuf.MappedRing.open(table.map_fd, table.max_entries, layout)
+        else:
 
-        self.bpf[self.ring_buffer].open_ring_buffer(on_record)
+            def on_record(_ctx: int, data: int, size: int) -> int:
+                if size < layout.size:
+                    self._malformed += 1
+                else:
+                    handler((layout.unpack_from(ctypes.string_at(data, size)),))
+                # Returning 0 (not None) keeps bcc's callback wrapper on its fast path.
+                return 0
+
+            table.open_ring_buffer(on_record)
         self._stream_open = True
 
     def poll(self, timeout_ms: int = 100) -> None:
         """Deliver pending records; wait up to ``timeout_ms`` for the first one."""
         if not self._stream_open:
             raise ProbeError("poll() before open_stream()")
+        if self._ring is not None and self._handler is not None:
+            if not self._ring.read(self._handler):
+                self._ring.wait(timeout_ms)
+                self._ring.read(self._handler)
+            return
         with contextlib.suppress(InterruptedError):
             self.bpf.ring_buffer_poll(timeout_ms)
 
     def drain(self) -> None:
         """Deliver every record already in the ring buffer, without waiting."""
-        if self._stream_open:
+        if self._ring is not None and self._handler is not None:
+            self._ring.read(self._handler)
+        elif self._stream_open:
             self.bpf.ring_buffer_consume()
+
+    def records_malformed(self) -> int:
+        """Records in the ring whose length is not the layout's (skipped, counted)."""
+        return self._malformed + (self._ring.malformed if self._ring is not None else 0)
 
     def _set_port_filter(
         self, ports_map: bytes, config_map: bytes, ports: Iterable[int], family: int

@@ -20,6 +20,7 @@ through tracing_loader) and reporting its hooks belong to one object with one li
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from synfin.kernel.loader import (
     PROBES_DIR,
     LoadedProbe,
     ProbeError,
-    RecordHandler,
+    RecordsHandler,
     load,
     validate_ringbuf_pages,
 )
@@ -236,13 +237,13 @@ class TcpProbe(LoadedProbe):
             reset_reasons=dict(self.features.reset_reasons),
         )
 
-    def open_stream(self, handler: RecordHandler) -> None:
+    def open_stream(self, handler: RecordsHandler, layout: struct.Struct) -> None:
         if not self.options.streams(self.features):
             raise ProbeError(
                 "the live stream needs the BPF ring buffer (Linux >= 5.8)",
                 "use `synfin run`, which only counts and works on this kernel",
             )
-        super().open_stream(handler)
+        super().open_stream(handler, layout)
 
     def set_filter(self, ports: Iterable[int] = (), family: int = 0) -> None:
         """Stream only events of ``family`` (0: any) touching one of ``ports`` (empty: any).

@@ -17,9 +17,9 @@ from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
 from synfin.ladder.layout import Ladder
 from synfin.ladder.tracer import Tracer
-from synfin.records.events import DecodeError, decode
+from synfin.records.events import EVENT_FORMAT
 from synfin.records.pump import Pump, Stream
-from synfin.records.segments import SegmentDecodeError, decode_segment
+from synfin.records.segments import SEGMENT_FORMAT
 
 QUIET_S = 0.4  # no record from either stream for this long: the scenario's segments are in
 LONGEST_S = 5.0
@@ -42,8 +42,8 @@ class LabTracer:
             probe.set_filter(ports)
         self._pump = Pump(
             [
-                Stream(self._probe, decode, self.tracer.on_event, DecodeError),
-                Stream(self._capture, decode_segment, self.tracer.on_segment, SegmentDecodeError),
+                Stream(self._probe, EVENT_FORMAT, self.tracer.on_event),
+                Stream(self._capture, SEGMENT_FORMAT, self.tracer.on_segment),
             ],
             poll_ms=20,
         )

@@ -8,10 +8,11 @@ formatted only when shown.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from synfin.records import abi
 from synfin.records.addresses import Endpoints
+from synfin.records.pump import RecordFormat
 
 _HEADER = abi.events()
 
@@ -30,21 +31,32 @@ EventKind = enum.IntEnum(  # type: ignore[misc]
 # explained).
 Fact = enum.IntFlag("Fact", _HEADER.prefixed("FACT_"), module=__name__)  # type: ignore[misc]
 
+
+# enum's own & and | build their result through the enum machinery, about a microsecond each,
+# paid several times per event; these look it up. (Set after the class is made: enum gives
+# every Flag class its own copy of Flag's operators.)
+def _fact_or(self: Fact, other: object) -> Fact:
+    value = int.__or__(self, other)  # type: ignore[operator]
+    if value is NotImplemented:
+        return NotImplemented  # type: ignore[no-any-return]
+    member = Fact._value2member_map_.get(value)
+    return member if member is not None else Fact(value)  # type: ignore[return-value]
+
+
+def _fact_and(self: Fact, other: object) -> Fact:
+    value = int.__and__(self, other)  # type: ignore[operator]
+    if value is NotImplemented:
+        return NotImplemented  # type: ignore[no-any-return]
+    member = Fact._value2member_map_.get(value)
+    return member if member is not None else Fact(value)  # type: ignore[return-value]
+
+
+Fact.__or__ = Fact.__ror__ = _fact_or  # type: ignore[method-assign]
+Fact.__and__ = Fact.__rand__ = _fact_and  # type: ignore[method-assign]
+
 FLAG_PROCESS_CONTEXT = _HEADER["EVENT_FLAG_PROCESS_CONTEXT"]
 FLAG_TIMER_EXPIRED = _HEADER["EVENT_FLAG_TIMER_EXPIRED"]
 FLAG_TIMEWAIT = _HEADER["EVENT_FLAG_TIMEWAIT"]
-
-# struct synfin_event, read from the header; the decoder below unpacks it in this order.
-_LAYOUT = _HEADER.struct("synfin_event")
-DECODED_FIELDS = (
-    "ts_ns", "skaddr", "since_ns", "start_ns", "aux", "cgroup_id", "pid", "owner_pid",
-    "netns", "facts", "family", "sport", "dport", "kind", "flags", "saddr", "daddr", "comm",
-    "oldstate", "newstate", "detail", "syn_retrans", "reason",
-)  # fmt: skip
-_LAYOUT.require(DECODED_FIELDS)
-EVENT_LAYOUT = _LAYOUT.codec()
-EVENT_SIZE = EVENT_LAYOUT.size
-KIND_OFFSET = next(field.offset for field in _LAYOUT.fields if field.name == "kind")
 
 # Index of each counter in the probe's `stats` map (enum synfin_stat).
 STAT_EVENTS_SENT = _HEADER["STAT_EVENTS_SENT"]
@@ -58,11 +70,7 @@ class DecodeError(ValueError):
     """A record that does not have the layout of struct synfin_event."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event(Endpoints):
-    """One record from the probe. Which fields mean what depends on ``kind``."""
-
-    kind: EventKind
+class _EventFields(NamedTuple):
     ts_ns: int
     skaddr: int
     since_ns: int  # when the socket entered ``oldstate``; 0 when not seen
@@ -76,6 +84,7 @@ class Event(Endpoints):
     family: int
     sport: int
     dport: int
+    kind: EventKind
     flags: int
     saddr: bytes
     daddr: bytes
@@ -85,6 +94,16 @@ class Event(Endpoints):
     detail: int  # timewait substate, or the state a reset hit
     syn_retrans: int
     reason: int  # reset reason (enum sk_rst_reason) where the kernel gives one
+
+
+class Event(_EventFields, Endpoints):
+    """One record from the probe. Which fields mean what depends on ``kind``.
+
+    A named tuple in the record's own field order: a busy host sends tens of thousands a
+    second, and a tuple is built in one step where a dataclass sets each field in turn.
+    """
+
+    __slots__ = ()
 
     @property
     def in_process_context(self) -> bool:
@@ -109,13 +128,21 @@ class Event(Endpoints):
 
     def to_record(self) -> dict[str, object]:
         """Every field, losslessly, for ``synfin record`` (bytes as hex)."""
-        record = asdict(self)
+        record = self._asdict()
         record["kind"] = self.kind.name.lower()
         record["facts"] = int(self.facts)
         record["saddr"] = self.saddr.hex()
         record["daddr"] = self.daddr.hex()
         return record
 
+
+# struct synfin_event, read from the header: Event's fields are its fields, in its order.
+_LAYOUT = _HEADER.struct("synfin_event")
+DECODED_FIELDS = Event._fields
+_LAYOUT.require(DECODED_FIELDS)
+EVENT_LAYOUT = _LAYOUT.codec()
+EVENT_SIZE = EVENT_LAYOUT.size
+KIND_OFFSET = next(field.offset for field in _LAYOUT.fields if field.name == "kind")
 
 _RECORD_FIELDS = {
     "ts_ns", "skaddr", "since_ns", "start_ns", "aux", "cgroup_id", "pid", "owner_pid", "netns",
@@ -164,43 +191,36 @@ def _facts(value: int) -> Fact:
     return facts
 
 
+_make_event = tuple.__new__
+
+
+def from_fields(fields: tuple[object, ...]) -> Event:
+    """An Event from struct synfin_event's fields as ``EVENT_LAYOUT`` unpacks them."""
+    (
+        ts_ns, skaddr, since_ns, start_ns, aux, cgroup_id, pid, owner_pid, netns, facts,
+        family, sport, dport, kind, flags, saddr, daddr, comm, *rest,
+    ) = fields  # fmt: skip
+    event_kind = _KINDS.get(kind)  # type: ignore[call-overload]
+    if event_kind is None:
+        raise DecodeError(f"unknown event kind {kind}")
+    name = comm.split(b"\0", 1)[0].decode("utf-8", "replace")  # type: ignore[attr-defined]
+    return _make_event(  # type: ignore[no-any-return]
+        Event,
+        (
+            ts_ns, skaddr, since_ns, start_ns, aux, cgroup_id, pid, owner_pid, netns,
+            _facts(facts), family, sport, dport, event_kind, flags, saddr, daddr, name, *rest,
+        ),
+    )  # fmt: skip
+
+
 def decode(record: bytes | memoryview) -> Event:
     """Decode one ring-buffer record; raise DecodeError when it is not a synfin event."""
     if len(record) < EVENT_SIZE:
         raise DecodeError(f"record of {len(record)} bytes, expected {EVENT_SIZE}")
-    (
-        ts_ns, skaddr, since_ns, start_ns, aux, cgroup_id, pid, owner_pid, netns, facts,
-        family, sport, dport, kind, flags, saddr, daddr, comm,
-        oldstate, newstate, detail, syn_retrans, reason,
-    ) = EVENT_LAYOUT.unpack_from(record)  # fmt: skip
-    event_kind = _KINDS.get(kind)
-    if event_kind is None:
-        raise DecodeError(f"unknown event kind {kind}")
-    return Event(
-        kind=event_kind,
-        ts_ns=ts_ns,
-        skaddr=skaddr,
-        since_ns=since_ns,
-        start_ns=start_ns,
-        aux=aux,
-        cgroup_id=cgroup_id,
-        pid=pid,
-        owner_pid=owner_pid,
-        netns=netns,
-        facts=_facts(facts),
-        family=family,
-        sport=sport,
-        dport=dport,
-        flags=flags,
-        saddr=saddr,
-        daddr=daddr,
-        comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
-        oldstate=oldstate,
-        newstate=newstate,
-        detail=detail,
-        syn_retrans=syn_retrans,
-        reason=reason,
-    )
+    return from_fields(EVENT_LAYOUT.unpack_from(record))
+
+
+EVENT_FORMAT = RecordFormat(EVENT_LAYOUT, from_fields, DecodeError)
 
 
 def encode(event: Event) -> bytes:

@@ -1,30 +1,43 @@
 """The record pump: poll the probes' ring buffers, decode each record, hand it on, count.
 
 Every live command (watch, record, trace, lab --trace) reads one or two ring buffers the same
-way: poll each, decode each record with the decoder of its layout, count what does not
-decode, and ask each source at the end how many records it could not deliver (the kernel
-counts those). The commands differ only in what they do with a decoded record and between
-polls, so that is what they pass in.
+way: poll each, take the records in runs already unpacked by their layout
+(synfin.kernel.ringbuf), build each into its type, count what does not decode, and ask each
+source at the end how many records it could not deliver (the kernel counts those). The
+commands differ only in what they do with a decoded record and between polls, so that is what
+they pass in.
 """
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
-RawHandler = Callable[[bytes], None]
+RecordsHandler = Callable[[Iterable[tuple[object, ...]]], None]
+
+
+@dataclass(frozen=True)
+class RecordFormat(Generic[T]):
+    """How one ring buffer's records decode: their layout, and how a record's unpacked
+    fields become ``T`` (raising ``invalid`` for a record that is not one)."""
+
+    layout: struct.Struct
+    build: Callable[[tuple[object, ...]], T]
+    invalid: type[Exception]
 
 
 class Source(Protocol):
     """A loaded probe with a ring buffer (synfin.kernel.loader.LoadedProbe)."""
 
-    def open_stream(self, handler: RawHandler) -> None: ...
+    def open_stream(self, handler: RecordsHandler, layout: struct.Struct) -> None: ...
     def poll(self, timeout_ms: int = 100) -> None: ...
     def drain(self) -> None: ...
     def records_lost(self) -> int: ...
+    def records_malformed(self) -> int: ...
 
 
 @dataclass
@@ -36,25 +49,25 @@ class Tally:
 class Stream(Generic[T]):
     """One source's records, decoded into ``sink``."""
 
-    def __init__(
-        self,
-        source: Source,
-        decode: Callable[[bytes], T],
-        sink: Callable[[T], None],
-        undecodable: type[Exception] | tuple[type[Exception], ...] = ValueError,
-    ) -> None:
-        self.source, self.decode, self.sink = source, decode, sink
-        self.undecodable = undecodable
+    def __init__(self, source: Source, format: RecordFormat[T], sink: Callable[[T], None]) -> None:
+        self.source, self.format, self.sink = source, format, sink
         self.tally = Tally()
 
-    def on_record(self, raw: bytes) -> None:
+    def on_records(self, records: Iterable[tuple[object, ...]]) -> None:
+        build, sink, invalid = self.format.build, self.sink, self.format.invalid
+        decoded = undecodable = 0
         try:
-            item = self.decode(raw)
-        except self.undecodable:
-            self.tally.undecodable += 1
-            return
-        self.tally.decoded += 1
-        self.sink(item)
+            for fields in records:
+                try:
+                    item = build(fields)
+                except invalid:
+                    undecodable += 1
+                    continue
+                decoded += 1
+                sink(item)
+        finally:
+            self.tally.decoded += decoded
+            self.tally.undecodable += undecodable
 
 
 @dataclass
@@ -78,7 +91,7 @@ class Pump:
         self.streams = list(streams)
         self.poll_ms = poll_ms
         for stream in self.streams:
-            stream.source.open_stream(stream.on_record)
+            stream.source.open_stream(stream.on_records, stream.format.layout)
 
     def poll_once(self) -> None:
         for stream in self.streams:
@@ -118,7 +131,8 @@ class Pump:
 
     @property
     def undecodable(self) -> int:
-        return sum(stream.tally.undecodable for stream in self.streams)
+        """Records that did not decode, here or already in the ring (another length)."""
+        return sum(s.tally.undecodable + s.source.records_malformed() for s in self.streams)
 
     def lost(self) -> int:
         """Records the sources' ring buffers had no room for (counted in the kernel)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from synfin.errors import SynfinError
+from synfin.records import json_lines
 from synfin.records.description import KernelDescription
 from synfin.records.events import DecodeError, Event, from_record
 
@@ -42,7 +43,7 @@ class Header:
             "capabilities": dict(self.description.capabilities),
             "reset_reasons": {str(k): v for k, v in sorted(self.description.reset_reasons.items())},
         }
-        return json.dumps(record, separators=(",", ":"))
+        return json_lines.dumps(record)
 
     @classmethod
     def from_json(cls, line: str, path: Path) -> Header:
@@ -82,7 +83,7 @@ class Writer:
         out.write(header.to_json() + "\n")
 
     def write(self, event: Event) -> None:
-        self.out.write(json.dumps(event.to_record(), separators=(",", ":")) + "\n")
+        self.out.write(json_lines.dumps(event.to_record()) + "\n")
 
 
 class Reader:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from synfin.records import abi
 from synfin.records.addresses import Endpoints, family_name, format_endpoint
+from synfin.records.pump import RecordFormat
 
 _HEADER = abi.segments()
 
@@ -103,13 +104,12 @@ class Segment(Endpoints):
         }
 
 
-def decode_segment(record: bytes | memoryview) -> Segment:
-    if len(record) < SEGMENT_SIZE:
-        raise SegmentDecodeError(f"record of {len(record)} bytes, expected {SEGMENT_SIZE}")
+def segment_from_fields(fields: tuple[object, ...]) -> Segment:
+    """A Segment from struct synfin_segment's fields as ``SEGMENT_LAYOUT`` unpacks them."""
     (
         ts_ns, seq, ack, ifindex, family, sport, dport, window, payload_len,
         flags, outgoing, answers, saddr, daddr,
-    ) = SEGMENT_LAYOUT.unpack_from(record)  # fmt: skip
+    ) = fields  # fmt: skip
     return Segment(
         ts_ns=ts_ns,
         family=family,
@@ -126,6 +126,15 @@ def decode_segment(record: bytes | memoryview) -> Segment:
         outgoing=bool(outgoing),
         answers=bool(answers),
     )
+
+
+def decode_segment(record: bytes | memoryview) -> Segment:
+    if len(record) < SEGMENT_SIZE:
+        raise SegmentDecodeError(f"record of {len(record)} bytes, expected {SEGMENT_SIZE}")
+    return segment_from_fields(SEGMENT_LAYOUT.unpack_from(record))
+
+
+SEGMENT_FORMAT = RecordFormat(SEGMENT_LAYOUT, segment_from_fields, SegmentDecodeError)
 
 
 def encode_segment(segment: Segment) -> bytes:

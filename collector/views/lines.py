@@ -6,12 +6,12 @@ a terminal or wide for IPv6 and namespaces; ``synfin watch`` and ``synfin replay
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
 from synfin.engine.classify import LISTENER, OPEN_NONE, Classification
 from synfin.engine.connection import Finished, Noted, Output, StepTaken
+from synfin.records import json_lines
 from synfin.records.addresses import family_name
 from synfin.records.events import Event
 from synfin.units import MONOTONIC_TO_WALL_NS, format_duration
@@ -156,7 +156,7 @@ def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
         record["type"] = "classified"
         record.update(output.classification.to_dict())
         record["path"] = [state.value for state in output.connection.path()]
-    return json.dumps(record, separators=(",", ":"))
+    return json_lines.dumps(record)
 
 
 CSV_COLUMNS = (

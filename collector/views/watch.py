@@ -6,7 +6,6 @@ The same view serves live events and recorded ones; synfin.views.lines formats e
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from synfin.engine.classify import LISTENER, Classification
 from synfin.engine.connection import Classified, Output
 from synfin.engine.lifecycle import Engine
 from synfin.engine.reconcile import Difference
+from synfin.records import json_lines
 from synfin.records.events import Event
 from synfin.units import MONOTONIC_TO_WALL_NS
 from synfin.views.filters import OutputFilter
@@ -113,7 +113,7 @@ class View:
                     for d in differences
                 ],
             }
-            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self.out.write(json_lines.dumps(record) + "\n")
             return
         if self._csv is not None:
             for d in differences:

@@ -11,7 +11,7 @@ import pytest
 
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
-from synfin.records.events import Event, decode
+from synfin.records.events import EVENT_LAYOUT, Event, from_fields
 from tests.peer.lab import Scripted
 
 pytest.register_assert_rewrite("tests.scenario_checks")
@@ -22,8 +22,8 @@ class Recorder:
 
     def __init__(self, probe: TcpProbe) -> None:
         self.probe = probe
-        self.records: list[bytes] = []
-        probe.open_stream(self.records.append)
+        self.records: list[tuple[object, ...]] = []  # each unpacked by EVENT_LAYOUT
+        probe.open_stream(self.records.extend, EVENT_LAYOUT)
 
     def reset(self, ports: tuple[int, ...] = (), family: int = 0) -> None:
         self.probe.set_filter(ports, family)
@@ -31,7 +31,7 @@ class Recorder:
         self.records.clear()
 
     def events(self) -> list[Event]:
-        return [decode(record) for record in self.records]
+        return [from_fields(record) for record in self.records]
 
     def wait_for(self, done: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
         deadline = time.monotonic() + timeout

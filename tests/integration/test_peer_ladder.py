@@ -17,7 +17,7 @@ from synfin.kernel.segment_probe import CaptureOptions, SegmentCapture
 from synfin.ladder.layout import FROM_SEGMENTS, OBSERVED, Ladder, Mark
 from synfin.ladder.rules import FIN_RULE, HANDSHAKE_RULE, SYN_RULE, TEARDOWN_RULE, Verdict
 from synfin.ladder.tracer import Tracer
-from synfin.records.segments import decode_segment
+from synfin.records.segments import SEGMENT_LAYOUT, segment_from_fields
 from synfin.views.ladder_text import render
 from tests.peer.lab import Outcome, PeerLab
 from tests.peer.peer import Peer, connected_client
@@ -36,10 +36,10 @@ def captured(lab: PeerLab, family: int, close: str) -> tuple[Peer, list[bytes]]:
     and the ACK answering each captured on the namespace's tun device."""
     # Under 60 s, the peer's FIN re-arms the timewait timer visibly (docs/metrics.md).
     lab.net.sysctl("net.ipv4.tcp_fin_timeout", 5)
-    records: list[bytes] = []
+    records: list[tuple[object, ...]] = []
     with SegmentCapture(CaptureOptions(netns=NETNS_DIR / lab.net.namespace)) as capture:
         capture.set_filter((lab.port,), family)
-        capture.open_stream(records.append)
+        capture.open_stream(records.extend, SEGMENT_LAYOUT)
         sock, peer = connected_client(lab.net, family, lab.port)
         if close == "normal":
             sock.close()
@@ -69,7 +69,7 @@ def ladder(outcome: Outcome[tuple[Peer, list[bytes]]], description: object) -> L
     for event in outcome.events:
         tracer.on_event(event)
     for record in outcome.script[1]:
-        tracer.on_segment(decode_segment(record))
+        tracer.on_segment(segment_from_fields(record))
     tracer.finish()
     assert len(ladders) == 1, [render(drawn, unicode=False) for drawn in ladders]
     return ladders[0]

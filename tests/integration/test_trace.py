@@ -32,8 +32,8 @@ from synfin.ladder.rules import (
     Verdict,
 )
 from synfin.ladder.tracer import Tracer
-from synfin.records.events import decode
-from synfin.records.segments import decode_segment
+from synfin.records.events import from_fields
+from synfin.records.segments import SEGMENT_LAYOUT, segment_from_fields
 from synfin.views.ladder_text import render
 from tests.paths import FIXTURES
 from tests.scenario_checks import connections_done, run_engine
@@ -67,8 +67,8 @@ CASES = [
 class Capture:
     def __init__(self, capture: SegmentCapture) -> None:
         self.capture = capture
-        self.records: list[bytes] = []
-        capture.open_stream(self.records.append)
+        self.records: list[tuple[object, ...]] = []
+        capture.open_stream(self.records.extend, SEGMENT_LAYOUT)
 
     def reset(self, port: int, family: int) -> None:
         self.capture.set_filter((port,), family)
@@ -99,9 +99,9 @@ def trace(
     ladders: list[Ladder] = []
     tracer = Tracer(draw=ladders.append, wait_for_time_wait=False)
     for record in recorder.records:
-        tracer.on_event(decode(record))
+        tracer.on_event(from_fields(record))
     for record in capture.records:
-        tracer.on_segment(decode_segment(record))
+        tracer.on_segment(segment_from_fields(record))
     tracer.finish()
     assert capture.capture.stats().lost == 0
     return ladders
@@ -159,12 +159,12 @@ def test_every_segment_of_a_connection_when_asked(hosts: HostPair, port: int) ->
     """--all-segments: the data segments are captured too, not only SYN, FIN, RST and ACKs."""
     options = CaptureOptions(netns=NETNS_DIR / hosts.client.namespace, all_segments=True)
     with SegmentCapture(options) as capture:
-        records: list[bytes] = []
+        records: list[tuple[object, ...]] = []
         capture.set_filter((port,))
-        capture.open_stream(records.append)
+        capture.open_stream(records.extend, SEGMENT_LAYOUT)
         SCENARIOS["client-closes"].run(hosts, socket.AF_INET, port)
         capture.poll(100)
         capture.drain()
-    payloads = [decode_segment(r).payload_len for r in records]
+    payloads = [segment_from_fields(r).payload_len for r in records]
     request, response = len(b"GET / HTTP/1.0\r\n\r\n"), len(b"HTTP/1.0 200 OK\r\n\r\n")
     assert request in payloads and response in payloads
