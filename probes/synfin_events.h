@@ -107,6 +107,49 @@ struct synfin_event {
     u16 reserved;
 };
 
+// -- the per-connection stream (PER_CONNECTION=1): one record per socket end --------------------
+//
+// The probe keeps the steps it would have streamed one by one in the socket's entry, and
+// sends them together when that end is over: its full socket destroyed, or the timewait
+// socket that carried its end gone. A path longer than PATH_STEPS goes in several records,
+// all but the last flagged CONNECTION_FLAG_PART. collector/records/connections.py turns a
+// record back into the events it stands for, so the lifecycle engine reads both streams.
+#define PATH_STEPS 10
+#define CONNECTION_FLAG_PART 0x1  // more of this socket's path follows in a later record
+
+struct path_step {
+    u64 ts_ns;
+    u32 pid;          // the process it ran in, only in process context, else 0
+    u16 reason;       // as synfin_event.reason
+    u8 kind;          // enum synfin_event_kind
+    u8 oldstate;
+    u8 newstate;
+    u8 flags;         // EVENT_FLAG_*
+    u8 detail;        // as synfin_event.detail
+    u8 reserved;
+};
+
+struct synfin_connection {
+    u64 skaddr;       // the full socket
+    u64 timewait;     // the timewait socket that carried the end, 0 if none
+    u64 start_ns;
+    u64 cgroup_id;
+    u32 owner_pid;
+    u32 netns;
+    u32 facts;        // FACT_*, final
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u8 syn_retrans;
+    u8 steps;         // entries of path used
+    u8 flags;         // CONNECTION_FLAG_*
+    u8 reserved;
+    u8 saddr[16];
+    u8 daddr[16];
+    char comm[16];
+    struct path_step path[PATH_STEPS];
+};
+
 // -- metrics: read at scrape time by collector/exporter/kernel_metrics.py -----------------------------------
 
 // log2 histograms of microseconds: slot 0 counts under 1 us, slot b >= 1 counts

@@ -22,6 +22,8 @@
 //   OBSERVE_TIMERS    1: timewait and request sockets, through their timers (see there)
 //   TIMEWAIT_FROM_BUCKET 1: the same facts without the generic timer hooks (without_timers.c)
 //   STREAM_EVENTS     0: counters only, no per-event records (`synfin run`, or Linux < 5.8)
+//   PER_CONNECTION    1: the stream carries one synfin_connection per socket end instead of a
+//                        synfin_event per step (`--per-connection`; stream.c)
 //   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)
 //   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
 //                        RETRANSMIT_HAS_STATE; READ_SKB_NETNS for socketless resets

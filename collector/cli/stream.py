@@ -3,6 +3,8 @@
 The probe is attached first; the lifecycle engine is then built from what it says the kernel
 shows (the same description a recording's header carries, so replay builds the same engine),
 and the record pump moves events to the view or the recording until a signal or --duration.
+With --per-connection the probe sends one record per socket end instead of one per step
+(synfin.records.connections), and the view writes one line per finished socket end.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from synfin.errors import SynfinError
 from synfin.kernel import sock_diag
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.records import recording
+from synfin.records.connections import CONNECTION_FORMAT, ConnectionRecord
 from synfin.records.events import EVENT_FORMAT, Event
 from synfin.records.pump import Periodic, Pump, Stream
 from synfin.units import MONOTONIC_TO_WALL_NS
+from synfin.views.connections import ConnectionView
 from synfin.views.watch import View
 
-EventSink = Callable[[Event], None]
+EventSink = Callable[[Event], None] | Callable[[ConnectionRecord], None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class StreamRequest:
     duration: float | None
     ring_buffer_pages: int
     tracefs_root: Path | None
+    per_connection: bool = False
 
 
 def stream_options(command: Callable[..., R]) -> Callable[..., R]:
@@ -72,6 +77,13 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
         show_default=True,
         help="Ring buffer size in pages (a power of two); raise it if events are lost.",
     )
+    @click.option(
+        "--per-connection",
+        is_flag=True,
+        help="One line per socket end when that end is over (its whole path, the time in "
+        "each state, how it opened and closed) instead of one per step: assembled in the "
+        "kernel, it keeps up with far busier hosts.",
+    )
     @tracefs_option
     @functools.wraps(command)
     def wrapper(
@@ -79,10 +91,13 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
         family: str,
         duration: float | None,
         ring_buffer_pages: int,
+        per_connection: bool,
         tracefs_root: Path | None,
         **kwargs: object,
     ) -> R:
-        request = StreamRequest(ports, family, duration, ring_buffer_pages, tracefs_root)
+        request = StreamRequest(
+            ports, family, duration, ring_buffer_pages, tracefs_root, per_connection
+        )
         return command(request=request, **kwargs)
 
     return wrapper
@@ -103,14 +118,17 @@ def stream(
     """Attach; ``start`` gets the probe and returns where events go (and what to run between
     polls); deliver until a signal or the duration; detach."""
     options = ProbeOptions(
-        ringbuf_pages=request.ring_buffer_pages, tracefs_root=request.tracefs_root
+        ringbuf_pages=request.ring_buffer_pages,
+        tracefs_root=request.tracefs_root,
+        per_connection=request.per_connection,
     )
+    record_format = CONNECTION_FORMAT if request.per_connection else EVENT_FORMAT
     deadline = time.monotonic() + request.duration if request.duration else None
     with TcpProbe(options) as probe, stop_on_signals() as stopping:
         probe.set_filter(request.ports, FAMILIES[request.family])
         click.echo(f"synfin {command}: tracing TCP state changes (Ctrl-C to end)", err=True)
         sink, periodic = start(probe)
-        pump = Pump([Stream(probe, EVENT_FORMAT, sink)])
+        pump = Pump([Stream(probe, record_format, sink)])  # type: ignore[arg-type]
 
         def keep_going() -> bool:
             return not stopping() and (deadline is None or time.monotonic() < deadline)
@@ -145,6 +163,14 @@ def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: fl
     close), never one that merely happened to be interrupted by a softirq. A line with `=`
     classifies a connection when its socket goes away.
     """
+    if request.per_connection:
+        if reconcile_every:
+            raise SynfinError(
+                "--reconcile compares each step with the kernel; --per-connection has no steps",
+                "drop one of the two options",
+            )
+        watch_connections(request, view_options)
+        return
     views: list[View] = []
 
     def start(probe: TcpProbe) -> tuple[EventSink, list[Periodic]]:
@@ -173,6 +199,31 @@ def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: fl
     click.echo(view.summary(), err=True)
 
 
+def watch_connections(request: StreamRequest, view_options: ViewOptions) -> None:
+    if view_options.style == "csv":
+        raise SynfinError(
+            "--per-connection writes text or JSON lines, not CSV", "use --json, or drop --csv"
+        )
+    views: list[ConnectionView] = []
+
+    def start(probe: TcpProbe) -> tuple[EventSink, list[Periodic]]:
+        view = ConnectionView(
+            out=sys.stdout,
+            description=probe.description(),
+            style=view_options.style,
+            shown=view_options.shown,
+            layout=view_options.layout,
+        )
+        views.append(view)
+        view.header()
+        return view.on_record, []
+
+    streamed = stream(request, "watch", start)
+    view = views[0]
+    view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
+    click.echo(view.summary(), err=True)
+
+
 @click.command()
 @stream_options
 @click.option(
@@ -194,14 +245,17 @@ def record(request: StreamRequest, output: Path) -> None:
 
     def start(probe: TcpProbe) -> tuple[EventSink, list[Periodic]]:
         header = recording.Header(
-            clock_offset_ns=MONOTONIC_TO_WALL_NS, description=probe.description()
+            clock_offset_ns=MONOTONIC_TO_WALL_NS,
+            description=probe.description(),
+            records=recording.CONNECTIONS if request.per_connection else recording.EVENTS,
         )
         return recording.Writer(handle, header).write, []
 
     with handle:
         streamed = stream(request, "record", start)
+    what = "connection records" if request.per_connection else "events"
     click.echo(
-        f"synfin record: {streamed.decoded} events, {streamed.lost} lost, written to {output}",
+        f"synfin record: {streamed.decoded} {what}, {streamed.lost} lost, written to {output}",
         err=True,
     )
 
@@ -216,6 +270,9 @@ def replay(path: Path, view_options: ViewOptions) -> None:
     Needs neither root nor BPF.
     """
     with recording.Reader(path) as reader:
+        if reader.header.records == recording.CONNECTIONS:
+            replay_connections(reader, view_options)
+            return
         view = View(
             out=sys.stdout,
             engine=Engine(reader.header.description),
@@ -228,7 +285,30 @@ def replay(path: Path, view_options: ViewOptions) -> None:
         view.header()
         try:
             for event in reader:
-                view.on_event(event)
+                view.on_event(event)  # type: ignore[arg-type]
         except BrokenPipeError:
             silence_stdout()
+    click.echo(view.summary("replay"), err=True)
+
+
+def replay_connections(reader: recording.Reader, view_options: ViewOptions) -> None:
+    if view_options.style == "csv":
+        raise SynfinError(
+            "a per-connection recording replays as text or JSON lines, not CSV",
+            "use --json, or drop --csv",
+        )
+    view = ConnectionView(
+        out=sys.stdout,
+        description=reader.header.description,
+        style=view_options.style,
+        offset_ns=reader.header.clock_offset_ns,
+        shown=view_options.shown,
+        layout=view_options.layout,
+    )
+    view.header()
+    try:
+        for record in reader:
+            view.on_record(record)  # type: ignore[arg-type]
+    except BrokenPipeError:
+        silence_stdout()
     click.echo(view.summary("replay"), err=True)

@@ -81,6 +81,8 @@ class ProbeOptions:
     btf_path: Path | None = None
     kallsyms_path: Path = kernel.KALLSYMS
     stream_events: bool = True  # False: counters only (`synfin run`)
+    # True: one synfin_connection record per socket end instead of a synfin_event per step.
+    per_connection: bool = False
     # The facts the classification reads (synfin.engine.classify.facts_the_rules_read): the
     # probe counts endings by these bits only. Every bit by default.
     ending_facts_mask: int = 0xFFFFFFFF
@@ -105,6 +107,7 @@ class ProbeOptions:
             f"-DSOCKET_SLOTS={self.socket_slots}",
             f"-DMAX_HALF_OPEN={self.max_half_open}",
             f"-DSTREAM_EVENTS={int(self.streams(features))}",
+            f"-DPER_CONNECTION={int(self.per_connection and self.streams(features))}",
             f"-DENDING_FACTS_MASK={self.ending_facts_mask:#x}",
             *features.cflags(LEAN_SWITCHES if tier == LEAN else None),
             # The host's headers may be for another kernel version; their warnings are noise.

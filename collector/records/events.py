@@ -182,7 +182,7 @@ _KINDS = {int(kind): kind for kind in EventKind}
 _FACT_SETS: dict[int, Fact] = {}
 
 
-def _facts(value: int) -> Fact:
+def facts_of(value: int) -> Fact:
     facts = _FACT_SETS.get(value)
     if facts is None:
         facts = Fact(value)
@@ -208,7 +208,7 @@ def from_fields(fields: tuple[object, ...]) -> Event:
         Event,
         (
             ts_ns, skaddr, since_ns, start_ns, aux, cgroup_id, pid, owner_pid, netns,
-            _facts(facts), family, sport, dport, event_kind, flags, saddr, daddr, name, *rest,
+            facts_of(facts), family, sport, dport, event_kind, flags, saddr, daddr, name, *rest,
         ),
     )  # fmt: skip
 

@@ -17,10 +17,12 @@ from typing import IO
 
 from synfin.errors import SynfinError
 from synfin.records import json_lines
+from synfin.records.connections import ConnectionRecord, connection_from_record
 from synfin.records.description import KernelDescription
 from synfin.records.events import DecodeError, Event, from_record
 
 SCHEMA = 1
+EVENTS, CONNECTIONS = "events", "connections"  # what each line after the header is
 MAX_LINE = 1 << 20  # an event line is ~600 bytes; anything far longer is not a recording
 
 
@@ -34,10 +36,12 @@ class Header:
     kernel: str = field(default_factory=platform.release)
     clock_offset_ns: int = 0  # add to an event's ts_ns for wall-clock time (when recorded)
     description: KernelDescription = field(default_factory=KernelDescription)
+    records: str = EVENTS  # or CONNECTIONS: `synfin record --per-connection`
 
     def to_json(self) -> str:
         record = {
             "synfin_recording": self.schema,
+            "records": self.records,
             "kernel": self.kernel,
             "clock_offset_ns": self.clock_offset_ns,
             "capabilities": dict(self.description.capabilities),
@@ -61,8 +65,15 @@ class Header:
                 f"{path} is a schema {shown} recording; this synfin reads schema {SCHEMA}",
                 "replay it with the synfin version that recorded it",
             )
+        records = record.get("records", EVENTS)
+        if records not in (EVENTS, CONNECTIONS):
+            raise RecordingError(
+                f"{path}: records of an unknown kind {str(records)[:40]!r}",
+                "replay it with the synfin version that recorded it",
+            )
         try:
             return cls(
+                records=records,
                 schema=schema,
                 kernel=str(record.get("kernel", "")),
                 clock_offset_ns=int(record.get("clock_offset_ns", 0)),
@@ -82,8 +93,8 @@ class Writer:
         self.out = out
         out.write(header.to_json() + "\n")
 
-    def write(self, event: Event) -> None:
-        self.out.write(json_lines.dumps(event.to_record()) + "\n")
+    def write(self, record: Event | ConnectionRecord) -> None:
+        self.out.write(json_lines.dumps(record.to_record()) + "\n")
 
 
 class Reader:
@@ -129,7 +140,8 @@ class Reader:
         except UnicodeDecodeError:
             raise RecordingError(f"{where}: not UTF-8 text", "is this a recording?") from None
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[Event | ConnectionRecord]:
+        decode = connection_from_record if self.header.records == CONNECTIONS else from_record
         while (line := self._next_line()) is not None:
             if not line.strip():
                 continue
@@ -137,7 +149,7 @@ class Reader:
             if not line.endswith("\n"):
                 raise RecordingError(f"{where}: truncated last line", "the recording was cut short")
             try:
-                yield from_record(json.loads(line))
+                yield decode(json.loads(line))
             except DecodeError as error:
                 raise RecordingError(f"{where}: {error}", "is this a synfin recording?") from None
             except ValueError:

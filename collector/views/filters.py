@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from synfin.engine.connection import Classified, Finished, Noted, Output, StepTaken
 from synfin.engine.states import State
-from synfin.records.addresses import Network, any_in
+from synfin.records.addresses import Endpoints, Network, any_in
 
 
 def parse_state(text: str) -> State:
@@ -35,6 +35,18 @@ class OutputFilter:
             self._admits_addresses(output)
             and self._admits_states(output)
             and self._admits_process(output)
+        )
+
+    def admits_connection(self, holder: Endpoints, states: frozenset[State]) -> bool:
+        """The same choice for a finished connection known by its record and path states."""
+        owner = getattr(holder, "owner_pid", 0)
+        return (
+            (
+                not self.networks
+                or any_in(holder.family, (holder.saddr, holder.daddr), self.networks)
+            )
+            and (not self.states or bool(states & self.states))
+            and (not self.pids or owner in self.pids)
         )
 
     def _admits_process(self, output: Output) -> bool:

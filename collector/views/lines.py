@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from synfin.engine.classify import LISTENER, OPEN_NONE, Classification
 from synfin.engine.connection import Finished, Noted, Output, StepTaken
@@ -150,13 +151,57 @@ def format_json(output: Output, offset_ns: int = MONOTONIC_TO_WALL_NS) -> str:
         record["type"] = "note"
         record["text"] = output.text
     elif isinstance(output, Finished):
-        record["type"] = "finished"
-        record.update(output.connection.to_dict())
+        return json_lines.dumps(connection_line(output, offset_ns, "finished"))
     else:
         record["type"] = "classified"
         record.update(output.classification.to_dict())
         record["path"] = [state.value for state in output.connection.path()]
     return json_lines.dumps(record)
+
+
+def connection_line(
+    output: Finished, offset_ns: int = MONOTONIC_TO_WALL_NS, kind: str = "connection"
+) -> dict[str, object]:
+    """A finished connection as one JSON object: the per-connection mode's line, and
+    ``watch --json``'s ``finished`` line (``kind``)."""
+    record: dict[str, object] = {"time": (output.event.ts_ns + offset_ns) / 1e9}
+    record.update(_endpoints(output))
+    record["type"] = kind
+    record.update(output.connection.to_dict())
+    return record
+
+
+def format_connection_text(
+    line: dict[str, Any], layout: Layout = NARROW, clock: Clock | None = None
+) -> str:
+    """A connection line for people: its path with the time in each state, how it ended."""
+    clock = clock or Clock()
+    width = layout.endpoint
+    netns = f"{line['netns'] or '-':<11} " if layout.wide else ""
+    path = ""
+    for step in line["steps"]:
+        spent = step["time_in_from_s"]
+        path += step["from"] + (
+            f" {format_duration(int(spent * 1e9))}" if spent is not None else ""
+        )
+        path += " -> " if step["observed"] else " ~> "
+    path += line["path"][-1] if line["path"] else "?"
+    verdict = line["classification"]
+    ended = ""
+    if verdict:
+        summary = verdict_summary(
+            Classification(
+                verdict["open"], verdict["result"], verdict["initiator"], verdict["close"]
+            )
+        )
+        ended = f" = {summary}"
+    when = line["time"]
+    stamp = clock.format(None if when is None else int(when * 1e9) - clock.offset_ns)
+    owner = _owner(line["owner_pid"] or 0, line["comm"] or "")
+    return (
+        f"{stamp:<15} {netns}{line['local']:<{width}} {line['remote']:<{width}} "
+        f"{path}{ended}  {owner}"
+    ).rstrip()
 
 
 CSV_COLUMNS = (

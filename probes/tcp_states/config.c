@@ -43,6 +43,9 @@ struct sock;
 #ifndef STREAM_EVENTS
 #define STREAM_EVENTS 1
 #endif
+#ifndef PER_CONNECTION
+#define PER_CONNECTION 0
+#endif
 #ifndef HAVE_CGROUP_ID
 #define HAVE_CGROUP_ID 1  // bpf_get_current_cgroup_id: Linux 4.18
 #endif
@@ -63,6 +66,9 @@ struct sock;
 #endif
 #if LEAN_TIER && STREAM_EVENTS
 #error "the lean tier counts only: build it with STREAM_EVENTS=0"
+#endif
+#if PER_CONNECTION && !STREAM_EVENTS
+#error "PER_CONNECTION assembles the stream: build it with STREAM_EVENTS=1"
 #endif
 #if LEAN_TIER && (TRACK_CONTEXT || OBSERVE_TIMERS)
 #error "the lean tier replaces the softirq and timer hooks: TRACK_CONTEXT=0, OBSERVE_TIMERS=0"

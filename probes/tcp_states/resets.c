@@ -95,7 +95,9 @@ static __always_inline void on_reset_sent(struct sock *sk, u64 skbaddr, u8 state
     u32 index = state_slot(hit) * N_RESET_REASONS +
                 (reason < N_RESET_REASONS ? reason : N_RESET_REASONS - 1);
     add_to(resets_sent.lookup(&index));
+#if SOCKETLESS_RESETS
     struct sock_entry scratch = {};
+#endif
     if (entry) {
         entry->facts |= FACT_RESET_SENT;
         if (in_process_context_of(sk))
@@ -103,7 +105,7 @@ static __always_inline void on_reset_sent(struct sock *sk, u64 skbaddr, u8 state
         entry->reset_state = hit;
         entry->reset_reason = reason;
     } else {
-#if RESET_SOCKADDR && STREAM_EVENTS
+#if SOCKETLESS_RESETS
         // No socket (a segment to a closed port, say), or one synfin never saw.
         scratch.family = from_sockaddr(local, scratch.saddr);
         from_sockaddr(remote, scratch.daddr);

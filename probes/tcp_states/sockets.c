@@ -24,7 +24,23 @@ struct sock_entry {
     u8 daddr[16];
     char comm[16];
 #endif
+#if PER_CONNECTION
+    u64 timewait;      // the timewait socket that took over, once it has
+    u64 full_socket;   // in a timewait socket's entry: the full socket it took over from
+    u8 path_len;
+    struct path_step path[PATH_STEPS];  // the steps not yet sent (stream.c)
+#endif
 };
+
+// Resets sent for no socket synfin follows are shown in the per-event stream only: a
+// per-connection record needs a socket.
+#define SOCKETLESS_RESETS (RESET_SOCKADDR && STREAM_EVENTS && !PER_CONNECTION)
+
+#if PER_CONNECTION
+// A new entry is built here: with its path it is too big for the 512-byte BPF stack. One per
+// context level, as step_scratch (stream.c).
+BPF_PERCPU_ARRAY(entry_scratch, struct sock_entry, 2);
+#endif
 
 // synfin's own health (STAT_* in synfin_events.h), bumped by every part of the probe.
 BPF_PERCPU_ARRAY(stats, u64, STAT_COUNT);

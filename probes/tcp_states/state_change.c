@@ -76,15 +76,24 @@ static __always_inline struct sock_entry *entry_for(struct sock *sk, u64 now, in
     struct sock_entry *entry = find_entry(sk);
     if (entry)
         return entry;
-    struct sock_entry fresh = {};
-    fresh.start_ns = now;
-    fresh.state = oldstate;
-    fresh.netns = socket_netns((u64)sk);
+#if PER_CONNECTION
+    u32 level = in_process_context() ? 0 : 1;
+    struct sock_entry *fresh = entry_scratch.lookup(&level);
+    if (!fresh)
+        return 0;
+    __builtin_memset(fresh, 0, sizeof(*fresh));
+#else
+    struct sock_entry blank = {};
+    struct sock_entry *fresh = &blank;
+#endif
+    fresh->start_ns = now;
+    fresh->state = oldstate;
+    fresh->netns = socket_netns((u64)sk);
     int opening = oldstate == TCP_CLOSE_NUM ||
                   (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM);
     if (!opening)
-        fresh.facts |= FACT_PREEXISTING;
-    return create_entry(sk, &fresh);
+        fresh->facts |= FACT_PREEXISTING;
+    return create_entry(sk, fresh);
 }
 
 // close() after shutdown() makes the kernel announce the state the socket is already in. The

@@ -23,11 +23,15 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
                                                   struct pending_timewait *timewait, u64 now)
 {
     entry->facts |= FACT_TIMEWAIT;
-    struct sock_entry tw = *entry;
-    tw.is_timewait = 1;
-    tw.state = timewait->substate;
-    tw.state_ns = now;
-    sockets.update(&timewait->tw, &tw);
+    // Copied map value to map value: with a per-connection path the entry is too big for the
+    // stack.
+    sockets.update(&timewait->tw, entry);
+    struct sock_entry *tw = sockets.lookup(&timewait->tw);
+    if (tw) {
+        tw->is_timewait = 1;
+        tw->state = timewait->substate;
+        tw->state_ns = now;
+    }
     note_insert();
     gauge_move(-1, timewait->substate, entry->family);
     count_hand_over(oldstate, timewait->substate, entry->family);
