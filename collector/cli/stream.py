@@ -42,7 +42,7 @@ from synfin.records.events import EVENT_FORMAT, Event
 from synfin.records.pump import Periodic, Pump, Stream
 from synfin.units import MONOTONIC_TO_WALL_NS
 from synfin.views.connections import ConnectionView
-from synfin.views.watch import View
+from synfin.views.watch import View, unfollowed_note
 
 EventSink = Callable[[Event], None] | Callable[[ConnectionRecord], None]
 
@@ -57,6 +57,7 @@ class StreamRequest:
     ring_buffer_pages: int
     tracefs_root: Path | None
     per_connection: bool = False
+    max_sockets: int = ProbeOptions.max_sockets
 
 
 def stream_options(command: Callable[..., R]) -> Callable[..., R]:
@@ -84,6 +85,14 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
         "each state, how it opened and closed) instead of one per step: assembled in the "
         "kernel, it keeps up with far busier hosts.",
     )
+    @click.option(
+        "--max-sockets",
+        type=click.IntRange(64, 1 << 24),
+        default=ProbeOptions.max_sockets,
+        show_default=True,
+        help="Sockets followed at once (timewait sockets included); beyond it the least "
+        "recently used is no longer followed, and the summary counts it.",
+    )
     @tracefs_option
     @functools.wraps(command)
     def wrapper(
@@ -92,11 +101,12 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
         duration: float | None,
         ring_buffer_pages: int,
         per_connection: bool,
+        max_sockets: int,
         tracefs_root: Path | None,
         **kwargs: object,
     ) -> R:
         request = StreamRequest(
-            ports, family, duration, ring_buffer_pages, tracefs_root, per_connection
+            ports, family, duration, ring_buffer_pages, tracefs_root, per_connection, max_sockets
         )
         return command(request=request, **kwargs)
 
@@ -108,6 +118,7 @@ class Streamed:
     decoded: int
     undecodable: int
     lost: int  # records the ring buffer had no room for
+    unfollowed: int  # sockets dropped from the probe's full socket table
 
 
 def stream(
@@ -121,6 +132,7 @@ def stream(
         ringbuf_pages=request.ring_buffer_pages,
         tracefs_root=request.tracefs_root,
         per_connection=request.per_connection,
+        max_sockets=request.max_sockets,
     )
     record_format = CONNECTION_FORMAT if request.per_connection else EVENT_FORMAT
     deadline = time.monotonic() + request.duration if request.duration else None
@@ -138,7 +150,8 @@ def stream(
             sys.stdout.flush()
         except BrokenPipeError:
             silence_stdout()
-        return Streamed(pump.streams[0].tally.decoded, pump.undecodable, pump.lost())
+        unfollowed = probe.tracking_stats().evicted
+        return Streamed(pump.streams[0].tally.decoded, pump.undecodable, pump.lost(), unfollowed)
 
 
 @click.command()
@@ -196,6 +209,7 @@ def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: fl
     streamed = stream(request, "watch", start)
     view = views[0]
     view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
+    view.counters.unfollowed = streamed.unfollowed
     click.echo(view.summary(), err=True)
 
 
@@ -221,6 +235,7 @@ def watch_connections(request: StreamRequest, view_options: ViewOptions) -> None
     streamed = stream(request, "watch", start)
     view = views[0]
     view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
+    view.counters.unfollowed = streamed.unfollowed
     click.echo(view.summary(), err=True)
 
 
@@ -254,10 +269,10 @@ def record(request: StreamRequest, output: Path) -> None:
     with handle:
         streamed = stream(request, "record", start)
     what = "connection records" if request.per_connection else "events"
-    click.echo(
-        f"synfin record: {streamed.decoded} {what}, {streamed.lost} lost, written to {output}",
-        err=True,
-    )
+    summary = f"synfin record: {streamed.decoded} {what}, {streamed.lost} lost"
+    if streamed.unfollowed:
+        summary += f", {unfollowed_note(streamed.unfollowed)}"
+    click.echo(f"{summary}, written to {output}", err=True)
 
 
 @click.command()

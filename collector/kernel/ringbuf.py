@@ -142,6 +142,8 @@ class MappedRing:
                     break  # still being written: the rest waits for the next read
                 length = header & ~(BUSY_BIT | DISCARD_BIT)
                 if not header & DISCARD_BIT:
+                    if length == self.record_size:
+                        continue  # committed since the run's headers were read: read it now
                     self.malformed += 1
                 consumer += _stride(length)
             self._consumer[0] = consumer  # the kernel may now reuse what was read

@@ -73,10 +73,16 @@ class ConnectionRecord(_ConnectionFields, Endpoints):
 
     def shape(self) -> tuple[object, ...]:
         """Everything but identities and times: records of one shape tell the same story."""
-        steps = tuple(
-            (s.kind, s.oldstate, s.newstate, s.flags, s.detail, s.reason) for s in self.path
+        # The path by field (every step's ts, every step's pid, ...), without ts and pid.
+        by_field = tuple(zip(*self.path, strict=True))[2:]
+        return (
+            self.facts,
+            self.syn_retrans,
+            self.flags,
+            bool(self.timewait),
+            len(self.path),
+            by_field,
         )
-        return (self.facts, self.syn_retrans, self.flags, bool(self.timewait), steps)
 
     def events(self) -> list[Event]:
         """The events the probe would have streamed for these steps, in order."""
@@ -143,8 +149,10 @@ CONNECTION_LAYOUT = _LAYOUT.codec()
 CONNECTION_SIZE = CONNECTION_LAYOUT.size
 _HEAD = len(_HEAD_FIELDS)
 _STEPS_AT = _HEAD_FIELDS.index("steps")
-_KINDS = {int(kind) for kind in EventKind}
+_KINDS = frozenset(int(kind) for kind in EventKind)
+_KIND_AT = PathStep._fields.index("kind")
 _make = tuple.__new__
+_step = PathStep._make
 
 
 def connection_from_fields(fields: tuple[object, ...]) -> ConnectionRecord:
@@ -152,13 +160,11 @@ def connection_from_fields(fields: tuple[object, ...]) -> ConnectionRecord:
     steps = fields[_STEPS_AT]
     if not isinstance(steps, int) or steps > PATH_STEPS:
         raise DecodeError(f"a connection record with {steps} steps (at most {PATH_STEPS})")
-    path = tuple(
-        _make(PathStep, fields[start : start + STEP_WIDTH])
-        for start in range(_HEAD, _HEAD + steps * STEP_WIDTH, STEP_WIDTH)
-    )
-    for step in path:
-        if step.kind not in _KINDS:
-            raise DecodeError(f"unknown event kind {step.kind} in a connection record")
+    flat = fields[_HEAD : _HEAD + steps * STEP_WIDTH]
+    if not _KINDS.issuperset(flat[_KIND_AT::STEP_WIDTH]):
+        raise DecodeError("unknown event kind in a connection record's path")
+    # Each step's fields, STEP_WIDTH at a time (zip over one iterator, taken in C).
+    path = tuple(map(_step, zip(*[iter(flat)] * STEP_WIDTH, strict=True)))
     comm = fields[_HEAD - 1].split(b"\0", 1)[0].decode("utf-8", "replace")  # type: ignore[attr-defined]
     return _make(  # type: ignore[no-any-return]
         ConnectionRecord,

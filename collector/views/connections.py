@@ -203,10 +203,7 @@ class ConnectionView:
         text = (
             f"synfin {command}: {self.counters.seen} connection records, {self.counters.lost} lost"
         )
-        if self.counters.lost:
-            text += " (raise --ring-buffer-pages or narrow the filters)"
-        if self.counters.undecodable:
-            text += f", {self.counters.undecodable} undecodable"
+        text += self.counters.losses()
         endings: Counter[str] = self.counters.endings
         if endings:
             listed = ", ".join(f"{count} {how}" for how, count in endings.most_common())

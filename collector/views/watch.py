@@ -31,12 +31,30 @@ from synfin.views.lines import (
 )
 
 
+def unfollowed_note(sockets: int) -> str:
+    return (
+        f"{sockets} socket(s) no longer followed (the socket table was full: raise --max-sockets)"
+    )
+
+
 @dataclass
 class ViewCounters:
     seen: int = 0
     undecodable: int = 0
     lost: int = 0
+    unfollowed: int = 0  # sockets the probe's full table stopped following
     endings: Counter[str] = field(default_factory=Counter)  # connections by how they ended
+
+    def losses(self) -> str:
+        """What the summary says was lost, if anything: ``, 3 lost (...)``."""
+        text = ""
+        if self.lost:
+            text += " (raise --ring-buffer-pages or narrow the filters)"
+        if self.undecodable:
+            text += f", {self.undecodable} undecodable"
+        if self.unfollowed:
+            text += f", {unfollowed_note(self.unfollowed)}"
+        return text
 
     def count_ending(self, verdict: Classification) -> None:
         if verdict.open == LISTENER:
@@ -132,10 +150,7 @@ class View:
 
     def summary(self, command: str = "watch") -> str:
         text = f"synfin {command}: {self.counters.seen} events, {self.counters.lost} lost"
-        if self.counters.lost:
-            text += " (raise --ring-buffer-pages or narrow the filters)"
-        if self.counters.undecodable:
-            text += f", {self.counters.undecodable} undecodable"
+        text += self.counters.losses()
         endings = self.counters.endings
         if endings:
             listed = ", ".join(f"{count} {how}" for how, count in endings.most_common())
