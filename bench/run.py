@@ -49,7 +49,8 @@ PACKAGES = {
     "bpftrace": "bpftrace",
 }  # fmt: skip
 CONFIGS = (
-    "none", "bpftrace", "run", "run-timers", "run-baseline", "watch", "trace-none", "trace-all",
+    "none", "bpftrace", "run", "run-timers", "run-baseline", "watch", "watch-per-connection",
+    "trace-none", "trace-all",
     "tcpstates",
 )  # fmt: skip
 # A hash-map counter by old and new state: what any observer of the tracepoint pays at least.
@@ -67,9 +68,10 @@ def is_run(config: str) -> bool:
     return config in RUNS or config.startswith("run-")
 
 
-STREAMING = ("watch", "trace-none", "trace-all", "tcpstates")
+STREAMING = ("watch", "watch-per-connection", "trace-none", "trace-all", "tcpstates")
 # trace's summary line: "... drawn from S segments and E state events, L lost".
 LOST = {"watch": rb"(\d+) events, (\d+) lost", "trace-all": rb"events, ()(\d+) lost",
+        "watch-per-connection": rb"(\d+) connection records, (\d+) lost",
         "trace-none": rb"events, ()(\d+) lost"}  # fmt: skip
 
 
@@ -144,6 +146,14 @@ def start_observer(
         "run-timers": [SYNFIN, *serve, "--probe-tier=timers"],
         **{f"run-{name}": [path, *serve] for name, path in installs.items()},
         "watch": [SYNFIN, "watch", "--json"],
+        "watch-per-connection": [
+            SYNFIN,
+            "watch",
+            "--per-connection",
+            "--json",
+            "--max-sockets",
+            "262144",
+        ],
         # Port 1: nothing on loopback uses it, so the filters in the kernel drop everything.
         "trace-none": [SYNFIN, "trace", "--port", "1", "--format", "json"],
         "trace-all": [SYNFIN, "trace", "--format", "json", "--time-wait", "skip"],
@@ -277,7 +287,7 @@ def concurrency_table(results: list[Result]) -> str:
                 for r in runs
             )
             counted = "yes: connects = ActiveOpens, accepts = PassiveOpens" if exact else "NO"
-        elif config == "watch":
+        elif config.startswith("watch"):
             delivered, lost = sum(r.delivered or 0 for r in runs), sum(r.lost or 0 for r in runs)
             counted = f"stream: {delivered} records, {lost} lost"
         elif config.startswith("trace"):

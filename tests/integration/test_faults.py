@@ -4,6 +4,7 @@ do not stall synfin."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -13,6 +14,7 @@ import pytest
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
 from synfin.lab.storms import STORMS
+from synfin.records.connections import CONNECTION_LAYOUT, connection_from_fields
 from synfin.records.events import EventKind
 
 from .conftest import Recorder
@@ -47,6 +49,49 @@ def test_a_full_ring_buffer_counts_exactly_what_it_drops(hosts: HostPair) -> Non
     assert lost > 0
     assert sent == len(tiny_records.records)  # every record sent was delivered
     assert sent + lost == produced  # and every one not sent was counted
+
+
+class ConnectionRecorder:
+    def __init__(self, probe: TcpProbe) -> None:
+        self.probe, self.records = probe, []
+        probe.open_stream(self.records.extend, CONNECTION_LAYOUT)
+
+
+@pytest.mark.netns
+def test_a_full_ring_buffer_counts_every_connection_record_it_drops(hosts: HostPair) -> None:
+    """The same with --per-connection: records of many socket ends, sent at once when their
+    TIME-WAIT is killed, overflow a 1-page buffer; sent + lost is what a large one delivered."""
+    port, count = 38001, 100
+    options = {"per_connection": True}
+    with (
+        TcpProbe(ProbeOptions(ringbuf_pages=1, **options)) as tiny,
+        TcpProbe(ProbeOptions(ringbuf_pages=1024, **options)) as big,
+    ):
+        tiny_records, big_records = ConnectionRecorder(tiny), ConnectionRecorder(big)
+        for probe in (tiny, big):
+            probe.set_filter((port,))
+        tiny_before, big_before = tiny.stream_stats(), big.stream_stats()
+        STORMS["time-wait-storm"].run(hosts, socket.AF_INET, port, count)  # nobody polls meanwhile
+        subprocess.run(
+            ["ip", "netns", "exec", hosts.client.namespace, "ss", "-K", "-tn", "state",
+             "time-wait", f"( dport = :{port} )"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        time.sleep(0.2)
+        tiny.drain()
+        big.drain()
+        tiny_after, big_after = tiny.stream_stats(), big.stream_stats()
+    produced = len(big_records.records)
+    ends = [connection_from_fields(fields) for fields in big_records.records]
+    sent, lost = tiny_after.sent - tiny_before.sent, tiny_after.lost - tiny_before.lost
+    assert big_after.lost == big_before.lost
+    assert big_after.sent - big_before.sent == produced
+    # Both ends of every connection, and the listener: the client's through its TIME-WAIT.
+    assert len(ends) == 2 * count + 1
+    assert sum(1 for end in ends if end.timewait) == count
+    assert lost > 0
+    assert sent == len(tiny_records.records)
+    assert sent + lost == produced
 
 
 def scrape(port: int, timeout: float = 10.0) -> int:
