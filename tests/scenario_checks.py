@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
 
 from synfin.engine.connection import Connection
 from synfin.engine.lifecycle import Engine
-from synfin.lab.scenarios import Expected, Scenario
+from synfin.lab.scenarios import SCENARIOS, Expected, Scenario
+from synfin.records import recording
+from synfin.records.connections import ConnectionRecord
 from synfin.records.description import KernelDescription
 from synfin.records.events import Event
+from synfin.units import MONOTONIC_TO_WALL_NS
 
 # /proc/net/snmp Tcp counter -> SnmpCounts attribute
 COMPARED_COUNTERS = {
@@ -81,3 +88,29 @@ def check_connections(run: Run, scenario: Scenario) -> None:
         check_side(run.find("passive"), scenario.server, "server")
     else:
         assert run.find("passive") is None
+
+
+FAMILY_IDS = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
+# Every scenario in each family it runs in, as pytest parameters (scenario, family).
+SCENARIO_CASES = [
+    pytest.param(scenario, family, id=f"{name}-{FAMILY_IDS[family]}")
+    for name, scenario in SCENARIOS.items()
+    for family in scenario.families
+]
+
+
+def write_recording(
+    path: Path,
+    items: Iterable[Event | ConnectionRecord],
+    described: KernelDescription,
+    records: str = recording.EVENTS,
+) -> None:
+    """A fixture recording, as `synfin record` (or `record --per-connection`) writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        header = recording.Header(
+            clock_offset_ns=MONOTONIC_TO_WALL_NS, description=described, records=records
+        )
+        writer = recording.Writer(out, header)
+        for item in items:
+            writer.write(item)

@@ -298,12 +298,16 @@ def replay(path: Path, view_options: ViewOptions) -> None:
             layout=view_options.layout,
         )
         view.header()
-        try:
-            for event in reader:
-                view.on_event(event)  # type: ignore[arg-type]
-        except BrokenPipeError:
-            silence_stdout()
+        _replay_into(reader, view.on_event)  # type: ignore[arg-type]
     click.echo(view.summary("replay"), err=True)
+
+
+def _replay_into(reader: recording.Reader, feed: Callable[[object], None]) -> None:
+    try:
+        for item in reader:
+            feed(item)
+    except BrokenPipeError:
+        silence_stdout()
 
 
 def replay_connections(reader: recording.Reader, view_options: ViewOptions) -> None:
@@ -321,9 +325,5 @@ def replay_connections(reader: recording.Reader, view_options: ViewOptions) -> N
         layout=view_options.layout,
     )
     view.header()
-    try:
-        for record in reader:
-            view.on_record(record)  # type: ignore[arg-type]
-    except BrokenPipeError:
-        silence_stdout()
+    _replay_into(reader, view.on_record)  # type: ignore[arg-type]
     click.echo(view.summary("replay"), err=True)

@@ -8,6 +8,7 @@ formatted only when shown.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import NamedTuple
 
 from synfin.records import abi
@@ -35,24 +36,19 @@ Fact = enum.IntFlag("Fact", _HEADER.prefixed("FACT_"), module=__name__)  # type:
 # enum's own & and | build their result through the enum machinery, about a microsecond each,
 # paid several times per event; these look it up. (Set after the class is made: enum gives
 # every Flag class its own copy of Flag's operators.)
-def _fact_or(self: Fact, other: object) -> Fact:
-    value = int.__or__(self, other)  # type: ignore[operator]
-    if value is NotImplemented:
-        return NotImplemented  # type: ignore[no-any-return]
-    member = Fact._value2member_map_.get(value)
-    return member if member is not None else Fact(value)  # type: ignore[return-value]
+def _looked_up(combine: Callable[[int, object], int]) -> Callable[[Fact, object], Fact]:
+    def operator(self: Fact, other: object) -> Fact:
+        value = combine(self, other)
+        if value is NotImplemented:
+            return NotImplemented  # type: ignore[no-any-return]
+        member = Fact._value2member_map_.get(value)
+        return member if member is not None else Fact(value)  # type: ignore[return-value]
+
+    return operator
 
 
-def _fact_and(self: Fact, other: object) -> Fact:
-    value = int.__and__(self, other)  # type: ignore[operator]
-    if value is NotImplemented:
-        return NotImplemented  # type: ignore[no-any-return]
-    member = Fact._value2member_map_.get(value)
-    return member if member is not None else Fact(value)  # type: ignore[return-value]
-
-
-Fact.__or__ = Fact.__ror__ = _fact_or  # type: ignore[method-assign]
-Fact.__and__ = Fact.__rand__ = _fact_and  # type: ignore[method-assign]
+Fact.__or__ = Fact.__ror__ = _looked_up(int.__or__)  # type: ignore[method-assign,arg-type]
+Fact.__and__ = Fact.__rand__ = _looked_up(int.__and__)  # type: ignore[method-assign,arg-type]
 
 FLAG_PROCESS_CONTEXT = _HEADER["EVENT_FLAG_PROCESS_CONTEXT"]
 FLAG_TIMER_EXPIRED = _HEADER["EVENT_FLAG_TIMER_EXPIRED"]

@@ -8,7 +8,6 @@ SYNFIN_RECORD_FIXTURES=1 writes both streams of each run to tests/fixtures/conne
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,16 +16,15 @@ import pytest
 
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
-from synfin.lab.scenarios import SCENARIOS, Scenario
+from synfin.lab.scenarios import Scenario
 from synfin.records import recording
 from synfin.records.connections import (
     CONNECTION_LAYOUT,
     ConnectionRecord,
     connection_from_fields,
 )
-from synfin.units import MONOTONIC_TO_WALL_NS
 from tests.paths import FIXTURES
-from tests.scenario_checks import connections_done, run_engine
+from tests.scenario_checks import SCENARIO_CASES, connections_done, run_engine, write_recording
 from tests.stories import assert_same_story, lines_from_connections, lines_from_events
 
 from .conftest import Recorder
@@ -34,12 +32,6 @@ from .conftest import Recorder
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
 FIXTURES = FIXTURES / "connections"
-FAMILY_IDS = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
-CASES = [
-    pytest.param(scenario, family, id=f"{name}-{FAMILY_IDS[family]}")
-    for name, scenario in SCENARIOS.items()
-    for family in scenario.families
-]
 # The same kernel moment, stamped by two probes' programs running one after the other.
 TOLERANCE_NS = 5_000_000
 
@@ -76,23 +68,7 @@ def end_timewait(hosts: HostPair, port: int) -> None:
         )  # fmt: skip
 
 
-def write_fixtures(name: str, events: list, records: list, recorder: Recorder) -> None:
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    description = recorder.probe.description()
-    for suffix, kind, items in (
-        ("events", recording.EVENTS, events),
-        ("connections", recording.CONNECTIONS, records),
-    ):
-        with (FIXTURES / f"{name}.{suffix}.jsonl").open("w") as out:
-            header = recording.Header(
-                clock_offset_ns=MONOTONIC_TO_WALL_NS, description=description, records=kind
-            )
-            writer = recording.Writer(out, header)
-            for item in items:
-                writer.write(item)
-
-
-@pytest.mark.parametrize(("scenario", "family"), CASES)
+@pytest.mark.parametrize(("scenario", "family"), SCENARIO_CASES)
 def test_both_stream_modes_tell_the_same_story(
     recorder: Recorder,
     per_connection: ConnectionRecorder,
@@ -128,4 +104,7 @@ def test_both_stream_modes_tell_the_same_story(
     # Each shape's template reproduced the engine's line (else the engine read the record).
     assert view.read_by_engine == sum(1 for r in records if r.part)
     if os.environ.get("SYNFIN_RECORD_FIXTURES"):
-        write_fixtures(request.node.callspec.id, events, records, recorder)
+        name = request.node.callspec.id
+        write_recording(FIXTURES / f"{name}.events.jsonl", events, described)
+        connections = FIXTURES / f"{name}.connections.jsonl"
+        write_recording(connections, records, described, recording.CONNECTIONS)

@@ -8,7 +8,6 @@ tests/unit/test_replay.py replays).
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
@@ -16,25 +15,22 @@ from synfin.engine.reconcile import Reconciler, Scope
 from synfin.engine.states import State
 from synfin.kernel.sock_diag import census
 from synfin.lab.hosts import HostPair
-from synfin.lab.scenarios import SCENARIOS, Scenario, snmp_counters
-from synfin.records import recording
-from synfin.records.description import KernelDescription
-from synfin.records.events import Event
-from synfin.units import MONOTONIC_TO_WALL_NS
+from synfin.lab.scenarios import Scenario, snmp_counters
 from tests.paths import FIXTURES
-from tests.scenario_checks import COMPARED_COUNTERS, check_connections, connections_done, run_engine
+from tests.scenario_checks import (
+    COMPARED_COUNTERS,
+    SCENARIO_CASES,
+    check_connections,
+    connections_done,
+    run_engine,
+    write_recording,
+)
 
 from .conftest import Recorder
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
 FIXTURES = FIXTURES / "scenarios"
-FAMILY_IDS = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
-CASES = [
-    pytest.param(scenario, family, id=f"{name}-{FAMILY_IDS[family]}")
-    for name, scenario in SCENARIOS.items()
-    for family in scenario.families
-]
 
 
 def namespace_inode(namespace: str) -> int:
@@ -45,16 +41,7 @@ def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: after[name] - before[name] for name in COMPARED_COUNTERS}
 
 
-def write_fixture(name: str, events: list[Event], described: KernelDescription) -> None:
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    with (FIXTURES / f"{name}.jsonl").open("w") as out:
-        header = recording.Header(clock_offset_ns=MONOTONIC_TO_WALL_NS, description=described)
-        writer = recording.Writer(out, header)
-        for event in events:
-            writer.write(event)
-
-
-@pytest.mark.parametrize(("scenario", "family"), CASES)
+@pytest.mark.parametrize(("scenario", "family"), SCENARIO_CASES)
 def test_scenario(
     recorder: Recorder,
     hosts: HostPair,
@@ -104,4 +91,4 @@ def test_scenario(
         assert retransmitted > 0
 
     if os.environ.get("SYNFIN_RECORD_FIXTURES"):
-        write_fixture(request.node.callspec.id, events, described)
+        write_recording(FIXTURES / f"{request.node.callspec.id}.jsonl", events, described)
