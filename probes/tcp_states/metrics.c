@@ -69,6 +69,11 @@ static __always_inline void observe(struct hist *hist, u64 ns)
     u32 slot = us ? bpf_log2l(us) : 0;
     if (slot >= HIST_SLOTS)
         slot = HIST_SLOTS - 1;
+    // Linux 6.1's verifier rejects the index if clang bounds-checks one copy of the register
+    // and indexes with another ("unbounded memory access"): keep the clamped value in one.
+    asm volatile("" : "+r"(slot));
+    if (slot >= HIST_SLOTS)
+        return;
     hist->slots[slot] += 1;
     hist->sum_ns += ns;
 }

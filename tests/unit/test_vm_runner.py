@@ -1,0 +1,40 @@
+"""The VM runner's own logic, without a VM: what a cached root depends on, and how the guest's
+results become one line per check (tests/vm/runner.py; the VMs themselves run in
+scripts/vm-test.sh)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.vm import runner
+
+
+def test_a_cached_root_is_rebuilt_when_its_packages_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = runner.fingerprint("bookworm")
+    assert runner.fingerprint("bookworm") == before
+    assert runner.fingerprint("trixie") != before
+    monkeypatch.setattr(runner, "PACKAGES", (*runner.PACKAGES, "strace"))
+    assert runner.fingerprint("bookworm") != before
+
+
+def test_each_reported_check_is_one_line_and_any_failure_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.txt"
+    results.write_text("kernel\tok\t6.1.0-40-amd64\ndoctor\tok\tsynfin can run here.\n")
+    assert runner.report("bookworm", results)
+    results.write_text(results.read_text() + "scenarios\tFAIL\texit 1: 2 failed\n")
+    assert not runner.report("bookworm", results)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[:4] == ["bookworm", "6.1", "scenarios", "FAIL"]
+
+
+def test_a_guest_that_reported_nothing_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.txt"
+    results.write_bytes(b"\x00garbage without tabs\n")
+    assert not runner.report("bullseye", results)
+    assert "the guest reported nothing" in capsys.readouterr().out
