@@ -231,7 +231,13 @@ def _context_layout(d: _Detector) -> dict[str, int]:
     return {}
 
 
-def _skb_netns_layout(d: _Detector) -> dict[str, int]:
+def _socketless_reset_layout(d: _Detector) -> dict[str, int]:
+    # Linux 6.10 made tcp:tcp_send_reset fire without a full socket too, and gave it its
+    # addresses in sockaddr form; before, a RST for a closed port, a request or a timewait
+    # socket passed unseen (measured on Debian 12's 6.1: the kernel's OutRsts counted it).
+    sent = d.fields(RESET_SENT)
+    if "saddr" not in sent or sent["saddr"].size != 28:
+        raise SynfinError("tcp:tcp_send_reset fires only for a full socket before Linux 6.10")
     if not d.features.available("network namespace"):
         raise SynfinError("needs the network namespace capability")
     return d.offsets(SKB_DEV_OFF="sk_buff.dev", DEV_NET_OFF="net_device.nd_net")
@@ -338,11 +344,12 @@ def detect(
         lambda: _reset_layout(d, release),
     )
     d.capability(
-        "reset namespace",
+        "socketless resets",
         "READ_SKB_NETNS",
-        "the namespace of a reset sent without a socket (a SYN to a closed port)",
-        "such resets have no namespace",
-        lambda: _skb_netns_layout(d),
+        "resets sent without a full socket (a SYN to a closed port), with their namespace",
+        "not seen: no synfin_tcp_resets_sent_total{state=\"none\"} and no stream record for "
+        "them (the kernel's OutRsts counts them)",
+        lambda: _socketless_reset_layout(d),
     )
     if btf is not None:
         d.features.reset_reasons = {

@@ -82,10 +82,14 @@ def test_linux_5_4(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", ["5.15", "6.1"])
-def test_linux_5_15_and_6_1_observe_everything_but_reset_reasons(
+def test_linux_5_15_and_6_1_observe_everything_but_socketless_resets(
     version: str, tmp_path: Path
 ) -> None:
     seen = features(version, tmp_path)
+    # Found in a Debian 12 VM (docs/kernels.md): a SYN to a closed port passed unseen.
+    assert seen.pop("socketless resets") == (
+        "tcp:tcp_send_reset fires only for a full socket before Linux 6.10"
+    )
     assert all(seen[name] == "" for name in seen if not name.startswith("-D")), seen
     assert (seen["-DRESET_HAS_STATE"], seen["-DRESET_HAS_REASON"], seen["-DRESET_SOCKADDR"]) == (
         "1",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from synfin.kernel.features import detect
 from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS, snmp_counters
 
@@ -90,7 +91,11 @@ def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path, 
         assert grew('synfin_tcp_handshake_duration_seconds_count{role="server"}') == grew(
             "sum(synfin_tcp_accepts_total)"
         )
-        assert grew('sum(synfin_tcp_resets_sent_total{state="none",reason="no_socket"})') == 2
+        # The two refused SYNs' RSTs have no socket: traced from Linux 6.10 (docs/kernels.md).
+        socketless = 2 if detect().available("socketless resets") else 0
+        assert grew('sum(synfin_tcp_resets_sent_total{state="none",reason="no_socket"})') == (
+            socketless
+        )
 
         # The kernel's view is exported beside synfin's, and synfin is healthy.
         assert grew("synfin_kernel_tcp_active_opens_total") >= 6

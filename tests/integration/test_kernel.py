@@ -31,7 +31,7 @@ def test_without_btf_or_symbols_the_capabilities_are_off_with_reasons(tmp_path: 
         "socket fields",
         "timewait and request timers",
         "lean tier",
-        "reset namespace",
+        "socketless resets",
     }
     assert "has no BTF" in unavailable["network namespace"]
     assert "tw_timer_handler" in unavailable["lean tier"]

@@ -71,6 +71,10 @@ def test_scenario(
             name: getattr(counted, attr) if counted else 0
             for name, attr in COMPARED_COUNTERS.items()
         }
+        if not described.capabilities.get("socketless resets", True):
+            # Before Linux 6.10 a RST sent without a full socket is not traced: the engine
+            # sees a part of OutRsts (docs/kernels.md).
+            assert engine_counts.pop("OutRsts") <= kernel.pop("OutRsts")
         assert engine_counts == kernel, f"{role}: engine and kernel disagree"
 
     # Ground truth: the sockets still alive (TIME-WAIT ones) as the kernel lists them.
