@@ -22,6 +22,10 @@ die() { printf 'synfin-setup: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0): installing packages and mounting tracefs need it"
 command -v apt-get >/dev/null || die "apt-get not found: this setup supports Debian and Ubuntu; install bcc (python3-bpfcc) and kernel headers by hand"
+# bcc's Python module belongs to the distribution's python3, so synfin runs on that Python:
+# it must be 3.10 or newer (Debian 11 has 3.9; Debian 12 and Ubuntu 22.04 are the oldest that work).
+/usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+  die "synfin needs Python >= 3.10 and bcc's Python module for it; this system's python3 is $(/usr/bin/python3 -c 'import platform; print(platform.python_version())') (use Debian 12, Ubuntu 22.04 or newer)"
 
 # Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
 # for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab,

@@ -182,6 +182,12 @@ def run(check: bool, log_level: str, **settings: object) -> None:
         probe = daemon.attach()
         attached = sum(probe.attached().values())
         probe.close()
+        for lost in probe.features.capabilities:
+            if not lost.available:
+                click.echo(
+                    f"synfin run --check: without {lost.name}: {lost.fallback} ({lost.reason})",
+                    err=True,
+                )
         click.echo(
             f"synfin run --check: configuration OK; {probe.tier} tier, {attached} hooks attached "
             "and detached",

@@ -172,6 +172,11 @@ class Daemon:
         )
         if probe.lean_unavailable:
             log.info("synfin run: not the lean tier: %s", probe.lean_unavailable)
+        for lost in probe.features.capabilities:
+            if not lost.available:
+                log.warning(
+                    "synfin run: without %s: %s (%s)", lost.name, lost.fallback, lost.reason
+                )
         if probe.tier == LEAN and self.sampler.scope != "all":
             log.info(
                 "synfin run: the lean tier learns timewait kills and sockets from the census of "

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synfin.errors import SynfinError
-from synfin.kernel import tracefs
+from synfin.kernel import privileges, tracefs
 from synfin.kernel.btf import BTF, VMLINUX, BTFError
 from synfin.records.description import STREAM_CAPABILITY, TIMEWAIT_CAPABILITY
 
@@ -98,6 +98,7 @@ class _Detector:
         self, root: Path | None, btf: BTF | None, btf_problem: str, symbols: dict[str, int]
     ) -> None:
         self.root, self.btf, self.btf_problem, self.symbols = root, btf, btf_problem, symbols
+        self.kallsyms = KALLSYMS  # where the symbols came from, to say why one is missing
         self.features = KernelFeatures()
         self.version = (99, 0)
 
@@ -168,7 +169,7 @@ def _timer_layout(d: _Detector) -> dict[str, int]:
         d.fields(tracepoint)
     missing = {"tw_timer_handler", "reqsk_timer_handler"} - set(d.symbols)
     if missing:
-        raise SynfinError(f"{', '.join(sorted(missing))} not in /proc/kallsyms (kptr_restrict?)")
+        raise SynfinError(privileges.symbols_problem(missing, d.kallsyms))
     return {
         "TW_TIMER_FN": d.symbols["tw_timer_handler"],
         "REQSK_TIMER_FN": d.symbols["reqsk_timer_handler"],
@@ -209,7 +210,7 @@ def _lean_layout(d: _Detector) -> dict[str, int]:
     """What the lean tier reads from sockets instead of hooking every timer and softirq."""
     _needs(d.version, LEAN_KERNEL, "socket cookies and atomics in tp_btf programs")
     if "tw_timer_handler" not in d.symbols:
-        raise SynfinError("tw_timer_handler not in /proc/kallsyms (kptr_restrict?)")
+        raise SynfinError(privileges.symbols_problem({"tw_timer_handler"}, d.kallsyms))
     if d.btf is None:
         raise SynfinError(d.btf_problem)
     protocol = d.btf.member("sock.sk_protocol")
@@ -283,6 +284,7 @@ def detect(
     d = _Detector(
         root, btf, btf_problem, read_kallsyms({"tw_timer_handler", "reqsk_timer_handler"}, kallsyms)
     )
+    d.kallsyms = kallsyms
     d.version = _version(release)
     d.features.defines["HAVE_CGROUP_ID"] = int(d.version >= CGROUP_ID)
     d.features.defines["HAVE_PROBE_READ_KERNEL"] = int(d.version >= PROBE_READ_KERNEL)
@@ -347,7 +349,7 @@ def detect(
         "socketless resets",
         "READ_SKB_NETNS",
         "resets sent without a full socket (a SYN to a closed port), with their namespace",
-        "not seen: no synfin_tcp_resets_sent_total{state=\"none\"} and no stream record for "
+        'not seen: no synfin_tcp_resets_sent_total{state="none"} and no stream record for '
         "them (the kernel's OutRsts counts them)",
         lambda: _socketless_reset_layout(d),
     )

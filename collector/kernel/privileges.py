@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from synfin.errors import SynfinError
@@ -89,6 +90,42 @@ def effective() -> int:
         if line.startswith("CapEff:"):
             return int(line.split()[1], 16)
     return 0
+
+
+CAP_SYSLOG = 34
+SYSCTLS = Path("/proc/sys/kernel")
+SYMBOL_SYSCTLS = ("kptr_restrict", "perf_event_paranoid")
+
+
+def symbols_problem(names: Iterable[str], kallsyms: Path) -> str:
+    """Why kallsyms gave no address for ``names``: hidden from this process, or not there."""
+    wanted, listed = set(names), set()
+    try:
+        with kallsyms.open() as lines:
+            listed = {part[2] for part in map(str.split, lines) if len(part) > 2} & wanted
+    except OSError as error:
+        return f"cannot read {kallsyms}: {error.strerror}"
+    if not listed:
+        return f"{', '.join(sorted(wanted))} not in {kallsyms}"
+    # The kernel shows addresses to CAP_SYSLOG unless kptr_restrict is 2, and to everyone when
+    # kptr_restrict is 0 and perf_event_paranoid at most 1 (kallsyms_show_value()).
+    settings = ", ".join(f"kernel.{name}={_sysctl(name)}" for name in SYMBOL_SYSCTLS)
+    if not effective() >> CAP_SYSLOG & 1:
+        return (
+            f"CAP_SYSLOG missing: {kallsyms} hides kernel addresses from synfin ({settings}); "
+            "add CAP_SYSLOG to its unit or container"
+        )
+    return (
+        f"{kallsyms} hides kernel addresses even with CAP_SYSLOG ({settings}); "
+        "set kernel.kptr_restrict to 1"
+    )
+
+
+def _sysctl(name: str) -> str:
+    try:
+        return (SYSCTLS / name).read_text().strip()
+    except OSError:
+        return "?"
 
 
 def describe(mask: int) -> str:

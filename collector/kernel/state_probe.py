@@ -198,7 +198,7 @@ class TcpProbe(LoadedProbe):
             problem = "the lean tier only counts; the live views need the timers tier"
         elif not self.features.available(kernel.LEAN_CAPABILITY):
             lean = next(c for c in self.features.capabilities if c.name == kernel.LEAN_CAPABILITY)
-            problem = f"the lean tier needs {lean.reason}"
+            problem = f"the lean tier is off: {lean.reason}"
         if problem and self.options.tier == LEAN:
             raise ProbeError(problem, "use --probe-tier timers (or auto)")
         self.lean_unavailable = problem

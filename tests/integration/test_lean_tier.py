@@ -285,7 +285,7 @@ def test_without_btf_the_lean_tier_says_why_and_auto_falls_back(tmp_path: Path) 
     empty = tmp_path / "kallsyms"
     empty.write_text("")
     missing = {"btf_path": tmp_path / "no-btf", "kallsyms_path": empty, "stream_events": False}
-    with pytest.raises(ProbeError, match=r"the lean tier needs .*"):
+    with pytest.raises(ProbeError, match=r"the lean tier is off: .*"):
         TcpProbe(ProbeOptions(tier=LEAN, **missing))  # type: ignore[arg-type]
     with TcpProbe(ProbeOptions(**missing)) as probe:  # type: ignore[arg-type]
         assert probe.tier == TIMERS

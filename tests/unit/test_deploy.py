@@ -28,7 +28,7 @@ def test_unit_bounds_capabilities_to_what_synfin_uses() -> None:
     text = UNIT.read_text()
     bounding = next(line for line in text.splitlines() if line.startswith("CapabilityBoundingSet="))
     assert set(bounding.split("=", 1)[1].split()) == {
-        "CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE",
+        "CAP_BPF", "CAP_PERFMON", "CAP_SYSLOG", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE",
         "CAP_SYS_RESOURCE", "CAP_SETPCAP",
     }  # fmt: skip
     for hardening in (
