@@ -46,6 +46,9 @@ if wanted tests; then
   check run-check-tiers "${pytest[@]}" tests/integration/test_run.py -k test_check_attaches
   check per-connection "${pytest[@]}" tests/integration/test_per_connection.py -k "client-closes or refused"
 fi
+if wanted lean-closes; then
+  check lean-closes bash tests/vm/guest/lean-closes.sh
+fi
 if wanted lab; then
   # The lab VM for real: vagrant/provision/*.sh as Vagrant runs them, from /opt/synfin.
   rm -rf /opt/synfin && cp -a /root/synfin /opt/synfin && rm -rf /opt/synfin/.venv
