@@ -11,10 +11,16 @@ checks=$(cat "$share/checks")
 report() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" > "$results"; }
 wanted() { [[ ",$checks," == *",$1,"* ]]; }
 
-# check NAME DETAIL-COMMAND -- COMMAND...: run COMMAND; on success DETAIL-COMMAND says what.
+# check NAME COMMAND...: run COMMAND; its last line of output says how it went. After a failed
+# setup the checks that need synfin are skipped, with the reason.
+needs_setup=0
 check() {
   local name=$1 started=$SECONDS
   shift
+  if [ "$needs_setup" = 1 ]; then
+    report "$name" skip "synfin's setup failed"
+    return
+  fi
   if "$@" > "$out/$name.log" 2>&1; then
     report "$name" ok "$(tail -n 1 "$out/$name.log" | cut -c1-150) ($((SECONDS - started)) s)"
   else
@@ -27,6 +33,7 @@ cp -a "$share/repo" /root/synfin
 cd /root/synfin || exit 1
 if wanted setup; then
   check setup bash scripts/setup.sh
+  [ -x .venv/bin/synfin ] || needs_setup=1
 fi
 if wanted doctor; then
   check doctor .venv/bin/synfin doctor
