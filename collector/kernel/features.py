@@ -244,7 +244,7 @@ def _socketless_reset_layout(d: _Detector) -> dict[str, int]:
     return d.offsets(SKB_DEV_OFF="sk_buff.dev", DEV_NET_OFF="net_device.nd_net")
 
 
-def _reset_layout(d: _Detector, release: str) -> dict[str, int]:
+def _reset_layout(d: _Detector) -> dict[str, int]:
     sent = d.fields(RESET_SENT)
     retransmit = d.fields(RETRANSMIT)
     sockaddr = "saddr" in sent and sent["saddr"].size == 28
@@ -255,14 +255,12 @@ def _reset_layout(d: _Detector, release: str) -> dict[str, int]:
         "RETRANSMIT_HAS_STATE": int("state" in retransmit),
         "RETRANSMIT_HAS_ERR": int("err" in retransmit),
     }
-    if "reason" in sent and not _headers_have("include/net/rstreason.h", release):
+    if "reason" in sent:
+        # bcc's record of the tracepoint names the enum, and nothing synfin compiles includes
+        # its header (net/rstreason.h): declared here whether or not the headers have it
+        # (Debian 13's 6.12 headers have it; compiling without it failed there).
         defines["DECLARE_SK_RST_REASON"] = 1
     return defines
-
-
-def _headers_have(relative: str, release: str) -> bool:
-    tree = Path("/lib/modules") / release
-    return any((tree / part / relative).exists() for part in ("build", "source"))
 
 
 def detect(
@@ -343,7 +341,7 @@ def detect(
         "OBSERVE_RESETS",
         "resets sent and received, with state and the kernel's reason where given",
         "resets are not classified",
-        lambda: _reset_layout(d, release),
+        lambda: _reset_layout(d),
     )
     d.capability(
         "socketless resets",

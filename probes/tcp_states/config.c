@@ -1,7 +1,8 @@
 // -- defaults of the -D switches (tcp_states.c lists them) --------------------------------
 
 #ifdef DECLARE_SK_RST_REASON
-// The 6.10+ tcp_send_reset tracepoint names this enum; headers older than the kernel lack it.
+// The 6.10+ tcp_send_reset tracepoint names this enum, and nothing compiled here includes its
+// header (net/rstreason.h), whether or not the kernel headers have it.
 enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0 };
 #endif
 
