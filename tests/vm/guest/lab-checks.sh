@@ -2,7 +2,10 @@
 # In the lab guest, after provisioning: each service as the lab promises it, asked of systemd
 # and of Prometheus' HTTP API. One "NAME<TAB>ok|FAIL<TAB>detail" line per check on ttyS1.
 set -uo pipefail
+out=${1:-/tmp}
 results=/dev/ttyS1
+# Whatever happens, the services' own words come out with the results.
+trap 'journalctl -u synfin -u prometheus -u synfin-lab --no-pager > "$out/journal.log" 2>&1' EXIT
 prom=http://localhost:9090/api/v1
 failed=0
 
