@@ -11,6 +11,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from synfin.kernel.features import detect
+
 from .servers import SYNFIN, bpf_programs, free_port, programs_released, synfin_run
 
 CAP_SYS_PTRACE, CAP_SYS_ADMIN, CAP_BPF = 19, 21, 39
@@ -157,11 +159,15 @@ def test_check_attaches_detaches_and_says_so(tier: str, expected: str) -> None:
         check=False,
     )  # fmt: skip
     assert result.returncode == 0
-    assert result.stderr.strip() == (
+    *lost, said = result.stderr.strip().splitlines()
+    assert said == (
         f"synfin run --check: configuration OK; {expected} tier, {hooks} hooks attached "
         "and detached"
     )
     assert hooks == {"lean": 7, "timers": 11}[expected]
+    # One line for each capability this kernel lacks, naming it (none on this machine).
+    missing = [c.name for c in detect().capabilities if not c.available]
+    assert [line.split(":")[1].removeprefix(" without ") for line in lost] == missing
 
 
 @pytest.mark.bpf
