@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synfin.kernel.loader import percpu_items
 from synfin.kernel.state_probe import LEAN, TcpProbe
 from synfin.records.addresses import AF_INET, AF_INET6
 from synfin.records.counters import (
@@ -18,9 +19,7 @@ from synfin.records.counters import (
 def _percpu(probe: TcpProbe, name: bytes) -> dict[int, Any]:
     """index -> per-CPU values of a per-CPU array, read in one batch."""
     # bcc hands back keys as ints or ctypes integers depending on the map type.
-    return {
-        getattr(key, "value", key): values for key, values in probe.bpf[name].items_lookup_batch()
-    }
+    return {getattr(key, "value", key): values for key, values in percpu_items(probe.bpf[name])}
 
 
 def _array(probe: TcpProbe, name: bytes) -> dict[int, int]:

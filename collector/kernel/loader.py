@@ -29,6 +29,18 @@ MAX_FILTER_PORTS = abi.events()["MAX_FILTER_PORTS"]
 RecordsHandler = Callable[[Iterable[tuple[object, ...]]], None]
 
 
+def percpu_items(table: Any) -> list[tuple[Any, Any]]:
+    """(key, per-CPU values) of a per-CPU map, in one batch where bcc can.
+
+    bcc 0.31 (Debian 13) fails to build a per-CPU value from a batch lookup ("incompatible
+    types, c_ulong_Array_2 instance instead of c_ulong instance", seen in a VM): there each key
+    is looked up in turn instead."""
+    try:
+        return list(table.items_lookup_batch())
+    except TypeError:
+        return list(table.items())
+
+
 class ProbeError(EnvironmentProblem):
     """A probe could not be compiled, loaded or attached."""
 

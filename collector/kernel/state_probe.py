@@ -33,6 +33,7 @@ from synfin.kernel.loader import (
     ProbeError,
     RecordsHandler,
     load,
+    percpu_items,
     validate_ringbuf_pages,
 )
 from synfin.kernel.memory import release_compiler_memory
@@ -306,7 +307,7 @@ class TcpProbe(LoadedProbe):
         """Exact count of every TCP transition since load: (old, new, family) -> count."""
         table = self.bpf[b"transitions"]
         counts: dict[tuple[int, int, int], int] = {}
-        for key, per_cpu in table.items_lookup_batch():
+        for key, per_cpu in percpu_items(table):
             total = sum(per_cpu)
             if not total:
                 continue

@@ -9,6 +9,7 @@ import pytest
 
 from synfin.kernel.btf import BTF, BTFError
 from synfin.kernel.features import read_kallsyms
+from synfin.kernel.loader import percpu_items
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 needs_btf = pytest.mark.skipif(not VMLINUX.exists(), reason="this kernel has no BTF")
@@ -74,3 +75,21 @@ def test_the_lean_tier_switches_override_the_kernels() -> None:
     assert not any("LEAN_TIER" in flag for flag in timers)
     with pytest.raises(ProbeError, match="unknown probe tier 'fast'"):
         validate_tier("fast")
+
+
+def test_per_cpu_maps_are_read_key_by_key_where_bccs_batch_lookup_fails() -> None:
+    """bcc 0.31 (Debian 13) cannot build per-CPU values from a batch lookup (seen in a VM)."""
+
+    class Table:
+        def items_lookup_batch(self) -> list[tuple[int, list[int]]]:
+            raise TypeError("incompatible types, c_ulong_Array_2 instance instead of c_ulong")
+
+        def items(self) -> list[tuple[int, list[int]]]:
+            return [(3, [1, 2])]
+
+    class Batched(Table):
+        def items_lookup_batch(self) -> list[tuple[int, list[int]]]:
+            return [(4, [5, 6])]
+
+    assert percpu_items(Table()) == [(3, [1, 2])]
+    assert percpu_items(Batched()) == [(4, [5, 6])]
