@@ -3,6 +3,8 @@
 # checks. Part of the cached root's fingerprint (tests/vm/runner.py).
 set -e
 echo synfin-vm > /etc/hostname
+# debootstrap writes no hosts file: without it "localhost" goes to DNS (Prometheus' target).
+printf '127.0.0.1 localhost synfin-vm\n::1 localhost ip6-localhost ip6-loopback\n' > /etc/hosts
 echo "/dev/vda / ext4 rw 0 1" > /etc/fstab
 # QEMU's user network: its DNS (systemd-resolved cannot be debootstrapped here).
 echo "nameserver 10.0.2.3" > /etc/resolv.conf
