@@ -61,7 +61,12 @@ else
   report synfin-every-capability ok "$(journalctl -u synfin --no-pager -o cat | grep -o 'lean tier, [0-9]* hooks attached' | head -n 1)"
 fi
 
-rules=$(curl -fsS --max-time 10 "$prom/rules")
+# Rules not yet evaluated say health "unknown": give the first evaluations time.
+for _ in $(seq 12); do
+  rules=$(curl -fsS --max-time 10 "$prom/rules")
+  grep -q '"health":"unknown"' <<<"$rules" || break
+  sleep 5
+done
 groups=$(python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]["groups"]; rules=[r for g in d for r in g["rules"]]; bad=[r["name"] for r in rules if r.get("health")!="ok"]; print(len(d), len(rules), len([r for r in rules if r["type"]=="alerting"]), ",".join(bad))' <<<"$rules")
 read -r ngroups nrules nalerts unhealthy <<<"$groups"
 if [ "${nrules:-0}" -gt 0 ] && [ -z "${unhealthy:-}" ]; then
