@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from synfin.cli.lab import lab_command
+from synfin.cli.replay import replay
 from synfin.cli.run import run
-from synfin.cli.stream import record, replay, watch
+from synfin.cli.stream import record, watch
 from synfin.cli.support import (
     OneLineErrors,
     reports_errors,

@@ -1,4 +1,4 @@
-"""``synfin watch``, ``synfin record`` and ``synfin replay``: the state probe's event stream.
+"""``synfin watch`` and ``synfin record``: the state probe's event stream (replay: replay.py).
 
 The probe is attached first; the lifecycle engine is then built from what it says the kernel
 shows (the same description a recording's header carries, so replay builds the same engine),
@@ -273,57 +273,3 @@ def record(request: StreamRequest, output: Path) -> None:
     if streamed.unfollowed:
         summary += f", {unfollowed_note(streamed.unfollowed)}"
     click.echo(f"{summary}, written to {output}", err=True)
-
-
-@click.command()
-@click.argument("path", metavar="RECORDING", type=click.Path(path_type=Path, dir_okay=False))
-@view_filters
-@reports_errors
-def replay(path: Path, view_options: ViewOptions) -> None:
-    """Run a recording through the lifecycle engine, as `watch` would have shown it.
-
-    Needs neither root nor BPF.
-    """
-    with recording.Reader(path) as reader:
-        if reader.header.records == recording.CONNECTIONS:
-            replay_connections(reader, view_options)
-            return
-        view = View(
-            out=sys.stdout,
-            engine=Engine(reader.header.description),
-            style=view_options.style,
-            offset_ns=reader.header.clock_offset_ns,
-            shown=view_options.shown,
-            relative=view_options.relative,
-            layout=view_options.layout,
-        )
-        view.header()
-        _replay_into(reader, view.on_event)  # type: ignore[arg-type]
-    click.echo(view.summary("replay"), err=True)
-
-
-def _replay_into(reader: recording.Reader, feed: Callable[[object], None]) -> None:
-    try:
-        for item in reader:
-            feed(item)
-    except BrokenPipeError:
-        silence_stdout()
-
-
-def replay_connections(reader: recording.Reader, view_options: ViewOptions) -> None:
-    if view_options.style == "csv":
-        raise SynfinError(
-            "a per-connection recording replays as text or JSON lines, not CSV",
-            "use --json, or drop --csv",
-        )
-    view = ConnectionView(
-        out=sys.stdout,
-        description=reader.header.description,
-        style=view_options.style,
-        offset_ns=reader.header.clock_offset_ns,
-        shown=view_options.shown,
-        layout=view_options.layout,
-    )
-    view.header()
-    _replay_into(reader, view.on_record)  # type: ignore[arg-type]
-    click.echo(view.summary("replay"), err=True)
