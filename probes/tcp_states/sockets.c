@@ -62,6 +62,13 @@ struct socket_slot {
 
 BPF_ARRAY(socket_slots, struct socket_slot, SOCKET_SLOTS);
 
+// A child socket's cookie is not yet its own when the kernel announces it (LISTEN ->
+// SYN_RECV): inet_csk_clone_lock() sets it from the request socket only after the state
+// change (seen on 6.1 and 6.12), so a cookie asked for then is thrown away. Until its next
+// state change, a child's entry waits here under its address (adopt_newborn).
+BPF_TABLE("lru_hash", u64, struct sock_entry, newborns, MAX_HALF_OPEN);
+#define SOCKET_STATE_NOW(sk) (*(u8 *)((char *)(sk) + SKC_STATE_OFF))
+
 static __always_inline struct socket_slot *slot_at(u64 cookie, u32 probe)
 {
     u32 index = ((u32)cookie + probe) & (SOCKET_SLOTS - 1);
@@ -119,7 +126,10 @@ static __always_inline struct sock_entry *find_entry(struct sock *sk)
         if (slot && slot->cookie == cookie)
             return &slot->entry;
     }
-    return 0;
+    if (SOCKET_STATE_NOW(sk) != TCP_SYN_RECV_NUM)
+        return 0;
+    u64 skaddr = (u64)sk;
+    return newborns.lookup(&skaddr);  // a child not yet adopted
 #else
     u64 skaddr = (u64)sk;
     return sockets.lookup(&skaddr);
@@ -149,6 +159,29 @@ static __always_inline struct sock_entry *create_entry(struct sock *sk, struct s
     return sockets.lookup(&skaddr);
 #endif
 }
+
+#if LEAN_TIER
+// A child announced by LISTEN -> SYN_RECV: its entry, kept under its address for now.
+static __always_inline struct sock_entry *create_newborn(struct sock *sk, struct sock_entry *fresh)
+{
+    u64 skaddr = (u64)sk;
+    newborns.update(&skaddr, fresh);
+    return newborns.lookup(&skaddr);
+}
+
+// The child's first state change since its birth: its cookie is final, its entry moves to
+// the table. `found` is what find_entry() gave: the newborn's entry, or the table's.
+static __always_inline struct sock_entry *adopt_newborn(struct sock *sk, struct sock_entry *found)
+{
+    u64 skaddr = (u64)sk;
+    struct sock_entry *newborn = newborns.lookup(&skaddr);
+    if (!newborn || newborn != found)
+        return found;
+    struct sock_entry *entry = create_entry(sk, newborn);
+    newborns.delete(&skaddr);
+    return entry;
+}
+#endif
 
 static __always_inline void forget_entry(struct sock *sk)
 {

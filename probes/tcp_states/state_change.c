@@ -73,7 +73,15 @@ static __always_inline void connection_done(struct sock_entry *entry, u64 now)
 static __always_inline struct sock_entry *entry_for(struct sock *sk, u64 now, int oldstate,
                                                     int newstate)
 {
+    int newborn = oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM;
+#if LEAN_TIER
+    // A newborn child's cookie is its listener's or about to be replaced: not looked up.
+    struct sock_entry *entry = newborn ? 0 : find_entry(sk);
+    if (entry && oldstate == TCP_SYN_RECV_NUM)
+        entry = adopt_newborn(sk, entry);
+#else
     struct sock_entry *entry = find_entry(sk);
+#endif
     if (entry)
         return entry;
 #if PER_CONNECTION
@@ -89,10 +97,12 @@ static __always_inline struct sock_entry *entry_for(struct sock *sk, u64 now, in
     fresh->start_ns = now;
     fresh->state = oldstate;
     fresh->netns = socket_netns((u64)sk);
-    int opening = oldstate == TCP_CLOSE_NUM ||
-                  (oldstate == TCP_LISTEN_NUM && newstate == TCP_SYN_RECV_NUM);
-    if (!opening)
+    if (!(oldstate == TCP_CLOSE_NUM || newborn))
         fresh->facts |= FACT_PREEXISTING;
+#if LEAN_TIER
+    if (newborn)
+        return create_newborn(sk, fresh);
+#endif
     return create_entry(sk, fresh);
 }
 

@@ -17,4 +17,8 @@ metrics=$(curl -fs http://127.0.0.1:19977/metrics)
 grep "port=\"$port\"" <<<"$metrics" | grep -v " 0.0$"
 closes=$(grep "^synfin_tcp_closes_total{.*port=\"$port\"" <<<"$metrics" | awk '{s += $2} END {print s + 0}')
 echo "closes counted: $closes (expected 2)"
-[ "$closes" = 2 ]
+if [ "$closes" != 2 ]; then
+  echo "every non-zero synfin series:"
+  grep '^synfin_' <<<"$metrics" | grep -v " 0.0$" | grep -v "_bucket{"
+  exit 1
+fi

@@ -52,6 +52,10 @@ if wanted tests; then
   check trace-ladder "${pytest[@]}" tests/integration/test_trace.py -k "test_scenario_ladder and client-closes"
   check run-check-tiers "${pytest[@]}" tests/integration/test_run.py -k test_check_attaches
   check per-connection "${pytest[@]}" tests/integration/test_per_connection.py -k "client-closes or refused"
+  # The lean tier against the timers tier in every scenario, and the bucket walk that finds
+  # hand-overs (the bucket table moved into the namespace in 6.1).
+  check lean-tier "${pytest[@]}" tests/integration/test_lean_tier.py \
+    -k "both_tiers or hand_over or server_handshake"
 fi
 if wanted lean-closes; then
   check lean-closes bash tests/vm/guest/lean-closes.sh
