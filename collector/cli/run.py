@@ -14,6 +14,7 @@ from synfin.errors import SynfinError
 from synfin.exporter.daemon import DEFAULT_LISTEN, Daemon, RunConfig
 from synfin.exporter.groundtruth import SCOPES
 from synfin.exporter.yaml_file import YamlDocument, one_line, parse_yaml, read_bounded, shown
+from synfin.kernel import capabilities
 from synfin.kernel.state_probe import AUTO, TIERS
 
 RUN_CONFIG_KEYS = {
@@ -188,6 +189,8 @@ def run(check: bool, log_level: str, **settings: object) -> None:
                     f"synfin run --check: without {lost.name}: {lost.fallback} ({lost.reason})",
                     err=True,
                 )
+        if config.drop_privileges and capabilities.bounding_set_cut_off():
+            click.echo(f"synfin run --check: {capabilities.without('CAP_SETPCAP')}", err=True)
         click.echo(
             f"synfin run --check: configuration OK; {probe.tier} tier, {attached} hooks attached "
             "and detached",

@@ -26,7 +26,7 @@ from synfin.exporter import web
 from synfin.exporter.groundtruth import GroundTruthCollector, Sampler
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.exporter.timewait_census import TimewaitCensus
-from synfin.kernel import counters, privileges
+from synfin.kernel import capabilities, counters, privileges
 from synfin.kernel.loader import import_bcc
 from synfin.kernel.state_probe import AUTO, LEAN, ProbeOptions, TcpProbe
 from synfin.records.counters import Counters
@@ -155,8 +155,9 @@ class Daemon:
         self.server, self.http = web.serve(
             make_wsgi_app(registry), self.config.listen_address, self.web_config, start=False
         )
+        bounding_cut = True
         if self.config.drop_privileges:
-            privileges.keep_only(privileges.needed(self.config.ground_truth))
+            bounding_cut = privileges.keep_only(privileges.needed(self.config.ground_truth))
         self.http.start()
         self.sampler.start()
         scheme = "https" if self.web_config.tls else "http"
@@ -170,6 +171,8 @@ class Daemon:
             sum(probe.attached().values()),
             privileges.describe(privileges.effective()),
         )
+        if not bounding_cut:
+            log.warning("synfin run: %s", capabilities.without("CAP_SETPCAP"))
         if probe.lean_unavailable:
             log.info("synfin run: not the lean tier: %s", probe.lean_unavailable)
         for lost in probe.features.capabilities:

@@ -17,16 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synfin.errors import SynfinError
+from synfin.kernel import capabilities, loader, privileges, tracefs
 from synfin.kernel import features as kernel
-from synfin.kernel import loader, privileges, tracefs
 from synfin.kernel.btf import VMLINUX
 from synfin.kernel.state_probe import LEAN, ProbeOptions, TcpProbe
 
 MIN_KERNEL = (4, 16)
 BTF_PATH = VMLINUX
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
 
 
 class Status(enum.Enum):
@@ -110,22 +107,35 @@ def check_btf(path: Path = BTF_PATH) -> Check:
     )
 
 
-def effective_capabilities(status_text: str) -> int:
-    match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", status_text, re.MULTILINE)
-    return int(match[1], 16) if match else 0
-
-
-def check_privileges() -> Check:
-    caps = privileges.effective()
-    if privileges.can_load_bpf():
-        who = "root" if os.geteuid() == 0 else "capabilities"
-        return Check("privileges", Status.OK, f"{who} (CapEff {caps:#x})")
-    return Check(
-        "privileges",
-        Status.FAIL,
-        "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
-        "run synfin with sudo",
+def check_capabilities(caps: int | None = None, release: str | None = None) -> list[Check]:
+    """One line per capability synfin uses: held (what it gives), or missing (what is lost)."""
+    caps = privileges.effective() if caps is None else caps
+    can_load = bool(caps >> privileges.CAP_SYS_ADMIN & 1) or all(
+        caps >> bit & 1 for bit in (privileges.CAP_BPF, privileges.CAP_PERFMON)
     )
+    checks = []
+    for use in capabilities.USES:
+        name = f"capability {use.name}"
+        if caps >> use.bit & 1:
+            checks.append(Check(name, Status.OK, f"held: {use.enables}"))
+        elif use.bit in (privileges.CAP_BPF, privileges.CAP_PERFMON) and can_load:
+            checks.append(Check(name, Status.INFO, "missing: CAP_SYS_ADMIN stands in for it"))
+        elif use.bit == privileges.CAP_SYS_RESOURCE and _at_least(release, (5, 11)):
+            checks.append(Check(name, Status.INFO, "missing: not needed on Linux >= 5.11"))
+        elif use.bit == privileges.CAP_SYSLOG and privileges.kallsyms_shows_addresses():
+            checks.append(Check(name, Status.INFO, "missing: not needed here (/proc/kallsyms "
+                                "shows addresses to every process)"))  # fmt: skip
+        else:
+            loading = use.bit in (privileges.CAP_BPF, privileges.CAP_PERFMON)
+            status = Status.FAIL if loading else Status.WARN
+            fix = f"add {use.name} to synfin's unit or container, or run synfin as root"
+            checks.append(Check(name, status, f"missing: {use.lost_without}", fix))
+    return checks
+
+
+def _at_least(release: str | None, version: tuple[int, int]) -> bool:
+    parsed = parse_kernel_version(release or platform.release())
+    return parsed is not None and parsed >= version
 
 
 def check_bcc() -> Check:
@@ -248,7 +258,7 @@ def run_checks(tracefs_override: Path | None = None) -> list[Check]:
     checks.append(tracefs_check)
     if root is not None:
         checks.extend(check_tracepoints(root))
-    checks += [check_btf(), check_privileges(), check_bcc(), check_headers()]
+    checks += [check_btf(), *check_capabilities(), check_bcc(), check_headers()]
     # Loading is only worth trying when nothing it depends on failed.
     if passed(checks) and root is not None:
         checks += [check_state_probe(root), check_probe_tiers(root), check_fentry()]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from synfin import probes
 from synfin.errors import EnvironmentProblem, SynfinError
-from synfin.kernel import probe_source, ringbuf
+from synfin.kernel import probe_source, refusals, ringbuf
 from synfin.kernel.memory import release_compiler_memory
 from synfin.records import abi
 
@@ -63,6 +63,10 @@ def validate_ringbuf_pages(pages: int) -> None:
 
 
 def _explain_load_failure(source: str, error: Exception, directory: Path) -> ProbeError:
+    # bcc names a refused bpf() or perf_event_open() a compile or attach failure: ask first.
+    refused = refusals.refusal()
+    if refused is not None:
+        return ProbeError(*refused)
     text = str(error)
     if "privilege" in text or "not permitted" in text:
         # bcc says "Need super-user privileges" for any EPERM, including a kernel in lockdown

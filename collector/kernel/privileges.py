@@ -18,10 +18,18 @@ from pathlib import Path
 
 from synfin.errors import SynfinError
 
+CAP_SETPCAP = 8
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
 CAP_BPF = 39
-CAP_NAMES = {CAP_SYS_PTRACE: "CAP_SYS_PTRACE", CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_BPF: "CAP_BPF"}
+CAP_SYSLOG = 34
+CAP_PERFMON = 38
+CAP_NAMES = {
+    CAP_SETPCAP: "CAP_SETPCAP", CAP_SYS_PTRACE: "CAP_SYS_PTRACE", CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
+    CAP_SYS_RESOURCE: "CAP_SYS_RESOURCE", CAP_SYSLOG: "CAP_SYSLOG", CAP_PERFMON: "CAP_PERFMON",
+    CAP_BPF: "CAP_BPF",
+}  # fmt: skip
 
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -55,11 +63,13 @@ def _prctl(option: int, arg: int) -> None:
         raise SynfinError(f"prctl({option}, {arg}): {os.strerror(error)}", "run synfin as root")
 
 
-def keep_only(keep: set[int]) -> None:
-    """Drop every capability not in ``keep``, for good."""
+def keep_only(keep: set[int]) -> bool:
+    """Drop every capability not in ``keep``, for good. False when the bounding set could not
+    be cut (no CAP_SETPCAP): the other sets still are, and no_new_privs stops any gain on exec."""
+    cut_bounding = bool(effective() >> CAP_SETPCAP & 1)
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     for cap in range(last + 1):
-        if cap not in keep:
+        if cap not in keep and cut_bounding:
             _prctl(PR_CAPBSET_DROP, cap)  # needs CAP_SETPCAP: before it goes below
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     mask = sum(1 << cap for cap in keep)
@@ -72,9 +82,7 @@ def keep_only(keep: set[int]) -> None:
         error = ctypes.get_errno()
         raise SynfinError(f"capset: {os.strerror(error)}", "run synfin as root")
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
-
-
-CAP_PERFMON = 38
+    return cut_bounding
 
 
 def can_load_bpf() -> bool:
@@ -85,6 +93,15 @@ def can_load_bpf() -> bool:
     return bool(caps >> CAP_SYS_ADMIN & 1) or bool(caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1)
 
 
+def missing_for_loading() -> list[str]:
+    """The capabilities loading lacks (empty when it has what it needs)."""
+    if can_load_bpf():
+        return []
+    caps = effective()
+    return [name for cap, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"))
+            if not caps >> cap & 1]  # fmt: skip
+
+
 def effective() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):
@@ -92,9 +109,17 @@ def effective() -> int:
     return 0
 
 
-CAP_SYSLOG = 34
 SYSCTLS = Path("/proc/sys/kernel")
 SYMBOL_SYSCTLS = ("kptr_restrict", "perf_event_paranoid")
+
+
+def kallsyms_shows_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> bool:
+    """Whether this process sees real addresses there (the kernel shows zeros otherwise)."""
+    try:
+        with kallsyms.open() as lines:
+            return int(next(lines).split()[0], 16) != 0
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
 
 
 def symbols_problem(names: Iterable[str], kallsyms: Path) -> str:

@@ -168,10 +168,12 @@ class TcpProbe(LoadedProbe):
         self.options = options or ProbeOptions()
         validate_ringbuf_pages(self.options.ringbuf_pages)
         validate_tier(self.options.tier)
-        if not privileges.can_load_bpf():
+        missing = " and ".join(privileges.missing_for_loading())
+        if missing:
             raise ProbeError(
-                "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
-                "run synfin with sudo",
+                f"loading BPF programs needs root, or CAP_BPF and CAP_PERFMON: synfin runs "
+                f"without {missing}",
+                f"run synfin with sudo, or add {missing} to its unit or container",
             )
         root = tracefs.find_tracefs(self.options.tracefs_root)
         tracefs.check_tracepoint(root, tracefs.STATE_TRACEPOINT)
