@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -75,12 +76,27 @@ def _explain_load_failure(source: str, error: Exception, directory: Path) -> Pro
             f"the kernel refused to load {source} (EPERM)",
             "run as root, or with CAP_BPF and CAP_PERFMON",
         )
+    if "compile" in text.lower() and (headers := kernel_headers()) is not None:
+        return ProbeError(
+            f"bcc could not compile {source}: no kernel headers at {headers}",
+            "install them (scripts/setup.sh does); in a container, mount the host's "
+            "/lib/modules and /usr/src read-only",
+        )
     if "compile" in text.lower():
         return ProbeError(
             f"bcc could not compile {directory / source} (its errors are printed above)",
             "if they name missing headers, run scripts/setup.sh, which installs and links them",
         )
     return ProbeError(f"cannot load {source}: {text}")
+
+
+def kernel_headers(modules: Path = Path("/lib/modules")) -> Path | None:
+    """Where bcc looks for the running kernel's headers, when they are not there (and the
+    kernel does not carry them itself, CONFIG_IKHEADERS); None when they are."""
+    build = modules / platform.release() / "build"
+    if build.is_dir() or Path("/sys/kernel/kheaders.tar.xz").exists():
+        return None
+    return build
 
 
 def load(source: str, cflags: list[str], directory: Path | None = None) -> Any:

@@ -54,11 +54,16 @@ def seccomp_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def podman_run(
-    image: str, added: tuple[str, ...], seccomp: Path | None, *synfin: str, how: tuple[str, ...]
+    image: str,
+    added: tuple[str, ...],
+    seccomp: Path | None,
+    *synfin: str,
+    how: tuple[str, ...],
+    mounted: tuple[str, ...] = READ_ONLY_MOUNTS,
 ) -> list[str]:
     """The run command as the docs give it (``how``: --rm, or -d --name); without a seccomp
     profile, the runtime's default applies."""
-    mounts = [option for path in READ_ONLY_MOUNTS for option in ("-v", f"{path}:{path}:ro")]
+    mounts = [option for path in mounted for option in ("-v", f"{path}:{path}:ro")]
     return [
         "podman", "--runtime", "runc", "run", *how, "--pid", "host", "--network", "host",
         "--cap-drop", "ALL", "--cap-add", ",".join(added),
@@ -69,10 +74,15 @@ def podman_run(
     ]  # fmt: skip
 
 
-def check_in_container(image: str, added: tuple[str, ...], seccomp: Path | None) -> tuple[int, str]:
+def check_in_container(
+    image: str,
+    added: tuple[str, ...],
+    seccomp: Path | None,
+    mounted: tuple[str, ...] = READ_ONLY_MOUNTS,
+) -> tuple[int, str]:
     """`synfin run --check` in a container: its exit status and what it said."""
     command = podman_run(image, added, seccomp, "run", "--check", "--ground-truth", "host",
-                         how=("--rm",))  # fmt: skip
+                         how=("--rm",), mounted=mounted)  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     return result.returncode, result.stdout + result.stderr
 
@@ -238,3 +248,14 @@ def test_under_the_runtimes_default_seccomp_profile_the_filter_is_named(image: s
     last = said.strip().splitlines()[-1]
     assert last.startswith("synfin: error: a seccomp filter refuses bpf()"), said
     assert "seccomp-profile.py" in last
+
+
+def test_without_the_hosts_kernel_headers_synfin_says_to_mount_them(
+    image: str, seccomp_profile: Path
+) -> None:
+    mounted = tuple(path for path in READ_ONLY_MOUNTS if path not in ("/lib/modules", "/usr/src"))
+    status, said = check_in_container(image, capabilities.CONTAINER_SET, seccomp_profile, mounted)
+    assert status == 3, said
+    error = next(line for line in said.splitlines() if line.startswith("synfin: error: "))
+    assert "no kernel headers at /lib/modules/" in error, said
+    assert "mount the host's /lib/modules and /usr/src read-only" in error
