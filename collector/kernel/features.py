@@ -163,6 +163,15 @@ def _fast_open_child_bit(btf: BTF) -> dict[str, int]:
     }
 
 
+# What tells that two sockets are one connection: a timewait socket and the full socket it
+# replaces, a child and its request socket (probes/tcp_states/sockets.c, same_connection).
+IDENTITY_OFFSETS = {
+    "SKC_HASH_OFF": "sock_common.skc_hash",
+    "SKC_DPORT_OFF": "sock_common.skc_dport",
+    "SKC_NET_OFF": "sock_common.skc_net",
+}
+
+
 def _timer_layout(d: _Detector) -> dict[str, int]:
     _needs(d.version, RAW_TRACEPOINTS, "raw tracepoints")
     for tracepoint in TIMER_TRACEPOINTS:
@@ -178,6 +187,7 @@ def _timer_layout(d: _Detector) -> dict[str, int]:
             TW_TIMER_OFF="inet_timewait_sock.tw_timer",
             TW_SUBSTATE_OFF="inet_timewait_sock.tw_substate",
             RSK_TIMER_OFF="request_sock.rsk_timer",
+            **IDENTITY_OFFSETS,
         ),
     }
 

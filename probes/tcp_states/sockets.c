@@ -236,6 +236,26 @@ static __always_inline u32 socket_netns(u64 skaddr)
 #endif
 }
 
+#if defined(SKC_HASH_OFF) && defined(SKC_DPORT_OFF) && defined(SKC_NET_OFF)
+// Whether two sockets stand for one connection: a timewait socket and the full socket it
+// replaces, or a child and its request socket. The kernel hashes both from the same addresses
+// and ports, and copies the remote port and the namespace. (Not the local port: the full
+// socket has released it, skc_num 0, by the time it announces CLOSE.)
+static __always_inline int same_connection(u64 one, u64 other)
+{
+    u32 hash_one = 0, hash_other = 0;
+    u16 dport_one = 0, dport_other = 0;
+    u64 net_one = 0, net_other = 0;
+    bpf_probe_read_kernel(&hash_one, sizeof(hash_one), (void *)(one + SKC_HASH_OFF));
+    bpf_probe_read_kernel(&hash_other, sizeof(hash_other), (void *)(other + SKC_HASH_OFF));
+    bpf_probe_read_kernel(&dport_one, sizeof(dport_one), (void *)(one + SKC_DPORT_OFF));
+    bpf_probe_read_kernel(&dport_other, sizeof(dport_other), (void *)(other + SKC_DPORT_OFF));
+    bpf_probe_read_kernel(&net_one, sizeof(net_one), (void *)(one + SKC_NET_OFF));
+    bpf_probe_read_kernel(&net_other, sizeof(net_other), (void *)(other + SKC_NET_OFF));
+    return hash_one == hash_other && dport_one == dport_other && net_one == net_other;
+}
+#endif
+
 // sk_shutdown is a plain u8 since 6.4 and a 2-bit field before: offset, shift and width from BTF.
 static __always_inline u32 socket_shutdown(u64 skaddr)
 {

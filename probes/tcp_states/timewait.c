@@ -9,7 +9,8 @@
 // Two links rely on order within one call chain on one CPU (softirq, bottom halves off):
 //   tcp_time_wait(): timer_start(timewait timer) -> set_state(FIN_WAIT2|CLOSING -> CLOSE)
 //   third ACK:       set_state(child LISTEN -> SYN_RECV) -> timer_cancel(request timer)
-// so a per-CPU slot carries the first half to the second.
+// so a per-CPU slot carries the first half to the second, which takes it only if both name
+// the same connection (same_connection, sockets.c) and the slot is recent (LINK_NS).
 
 struct pending_timewait {
     u64 tw;        // the timewait socket's address
@@ -39,6 +40,9 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
 
 // Far longer than one call chain, far shorter than anything unrelated on the same CPU.
 #define ADJACENT_NS 1000000
+// The links' bound: the identity check decides; this only ages a slot nobody took. Generous,
+// because under software emulation one call chain can take longer than ADJACENT_NS.
+#define LINK_NS 1000000000ULL
 
 struct pending_child {
     u64 child;
@@ -62,7 +66,7 @@ static __always_inline int find_timewait_successor(u64 skaddr, u64 now,
 {
     u32 zero = 0;
     struct pending_timewait *slot = timewait_slot.lookup(&zero);
-    if (!slot || !slot->tw || now - slot->ts_ns > ADJACENT_NS)
+    if (!slot || !slot->tw || now - slot->ts_ns > LINK_NS || !same_connection(skaddr, slot->tw))
         return 0;
     *out = *slot;
     slot->tw = 0;
@@ -224,7 +228,8 @@ static __always_inline void request_cancelled(u64 req, struct half_open *request
 {
     u32 zero = 0;
     struct pending_child *slot = child_slot.lookup(&zero);
-    if (!slot || !slot->child || bpf_ktime_get_ns() - slot->ts_ns > ADJACENT_NS)
+    if (!slot || !slot->child || bpf_ktime_get_ns() - slot->ts_ns > LINK_NS ||
+        !same_connection(slot->child, req))
         return;
     u64 child = slot->child;
     slot->child = 0;
