@@ -21,6 +21,7 @@ from synfin.cli.support import (
     tracefs_option,
 )
 from synfin.cli.trace import trace_command
+from synfin.cli.web import web_command
 from synfin.errors import EXIT_FAILURE, EXIT_OK
 from synfin.kernel import doctor as doctor_checks
 
@@ -55,3 +56,4 @@ main.add_command(replay)
 main.add_command(run)
 main.add_command(lab_command)
 main.add_command(trace_command)
+main.add_command(web_command)

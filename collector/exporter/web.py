@@ -17,7 +17,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -129,12 +129,31 @@ def with_headers(app: WSGIApp, headers: tuple[tuple[str, str], ...]) -> WSGIApp:
     return wrapped
 
 
+class Streaming:
+    """An answer sent as it is produced (server-sent events): ``guarded`` passes it on
+    instead of gathering it, and the server calls ``close`` when the client goes away."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def guarded(app: WSGIApp) -> WSGIApp:
     """A bug met by a request is one log line and a 500, not a traceback on stderr."""
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
-            return list(app(environ, start_response))
+            answer = app(environ, start_response)
+            if isinstance(answer, Streaming):
+                return answer
+            return list(answer)
         except Exception as error:
             log.warning(
                 "synfin: error answering %s: %s (fix: report it)",
@@ -180,8 +199,12 @@ def routes(metrics: WSGIApp) -> WSGIApp:
     return app
 
 
-def build_app(metrics: WSGIApp, config: WebConfig) -> WSGIApp:
-    app = routes(metrics)
+def build_app(
+    metrics: WSGIApp, config: WebConfig, router: Callable[[WSGIApp], WSGIApp] = routes
+) -> WSGIApp:
+    """``router`` gives the paths served (/metrics, or the web view's); the web config's auth,
+    rate limit and headers wrap them all."""
+    app = router(metrics)
     if config.users:
         app = BasicAuth(app, config.users)
     if config.rate_limit:
@@ -269,7 +292,11 @@ def _is_ip(text: str) -> bool:
 
 
 def serve(
-    app: WSGIApp, listen: str, config: WebConfig, start: bool = True
+    app: WSGIApp,
+    listen: str,
+    config: WebConfig,
+    start: bool = True,
+    router: Callable[[WSGIApp], WSGIApp] = routes,
 ) -> tuple[WSGIServer, threading.Thread]:
     """Listen, and serve ``app`` on a background thread (started here unless ``start`` is
     False: then the caller starts it); the caller shuts the server down."""
@@ -281,7 +308,9 @@ def serve(
         server_class.ssl_context = web_tls.server_context(config.tls)
         server_class.allowed_sans = config.tls.client_allowed_sans
     try:
-        server = make_server(host, port, build_app(app, config), server_class, _QuietHandler)
+        server = make_server(
+            host, port, build_app(app, config, router), server_class, _QuietHandler
+        )
     except OSError as error:
         raise SynfinError(
             f"cannot listen on {listen}: {error.strerror}", "choose another --listen-address"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from synfin.engine.connection import Output
 from synfin.engine.lifecycle import Engine
 from synfin.ladder.dialogue import Dialogue, Tracker
 from synfin.ladder.layout import Ladder, build
@@ -59,6 +60,8 @@ class Tracer:
     wait_for_time_wait: bool = True
     limit: int | None = None  # stop after this many connections
     counters: TraceCounters = field(default_factory=TraceCounters)
+    # Also given every engine output (the web view shares the engine with its ladders).
+    on_output: Callable[[Output], None] | None = None
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(wait_for_time_wait=self.wait_for_time_wait)
@@ -71,6 +74,8 @@ class Tracer:
         self.counters.events += 1
         for output in self.engine.feed(event):
             self.tracker.on_output(output)
+            if self.on_output is not None:
+                self.on_output(output)
 
     def on_segment(self, segment: Segment) -> None:
         self.counters.segments += 1

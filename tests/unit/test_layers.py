@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "kernel": {"records"},
     "exporter": {"kernel", "records", "engine"},
     "lab": {"kernel", "records", "engine", "ladder", "views"},
-    "cli": {"kernel", "records", "engine", "ladder", "views", "exporter", "lab"},
+    "web": {"records", "engine", "ladder", "views", "exporter"},
+    "cli": {"kernel", "records", "engine", "ladder", "views", "exporter", "lab", "web"},
 }
 # Third-party modules that belong to one layer only.
 OWNED = {"bcc": {"kernel"}, "prometheus_client": {"exporter"}}
