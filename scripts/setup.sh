@@ -29,9 +29,9 @@ command -v apt-get >/dev/null || die "apt-get not found: this setup supports Deb
 
 # Packages synfin needs at run time; the tests add a real Prometheus (and promtool), openssl
 # for TLS certificates, systemd-analyze for the unit file, vagrant and shellcheck for the lab,
-# and gcc to compile C against the probes' headers.
+# gcc to compile C against the probes' headers, and a headless Chromium for the web view.
 packages=(python3-bpfcc python3-venv python3-pip bpftool iproute2 nftables curl)
-test_packages=(prometheus openssl systemd vagrant shellcheck librsvg2-bin gcc)
+test_packages=(prometheus openssl systemd vagrant shellcheck librsvg2-bin gcc chromium)
 
 apt_updated=0
 apt_update_once() {

@@ -76,6 +76,13 @@ def beyond_loopback(listen: str) -> bool:
     help="Connections the page lists (and the server keeps); the newest 50 ladders are kept.",
 )
 @click.option(
+    "--max-pages",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Pages (browser tabs) served at once; one more is told to close one.",
+)
+@click.option(
     "--ring-buffer-pages",
     type=click.IntRange(1, 1 << 18),
     callback=power_of_two,
@@ -97,6 +104,7 @@ def web_command(
     family: str,
     netns: str | None,
     recent: int,
+    max_pages: int,
     ring_buffer_pages: int,
     duration: float | None,
     tracefs_root: Path | None,
@@ -107,10 +115,10 @@ def web_command(
     Arrows drawn solid were seen in the kernel; dashed ones were inferred from other evidence.
     """
     config = web.load_web_config(web_config_file) if web_config_file else web.WebConfig()
-    web.parse_listen_address(listen_address)
+    _host, own_port = web.parse_listen_address(listen_address)
     capture_netns = _netns_path(netns)
     deadline = time.monotonic() + duration if duration else None
-    hub = Hub(recent_max=recent)
+    hub = Hub(recent_max=recent, pages_max=max_pages, own_port=own_port)
     view = WebView(hub)
     with (
         TcpProbe(ProbeOptions(ringbuf_pages=ring_buffer_pages, tracefs_root=tracefs_root)) as probe,

@@ -137,8 +137,10 @@ def svg() -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" id="diagram" viewBox="0 0 {WIDTH} {HEIGHT}" '
         'role="img" aria-label="The TCP state diagram">',
         "<defs>"
-        '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker>'
+        # In the drawing's units: a lit (thicker) arrow keeps the same head.
+        '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" '
+        'markerHeight="10" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z"/></marker>'
         "</defs>",
     ]
     for edge in TEXTBOOK_EDGES:

@@ -101,6 +101,9 @@ class Hub:
     pages_max: int = 16  # pages served at once
     queue_max: int = 2000  # updates waiting per page
     following_max: int = 65536  # connections followed for the counts (as the engine)
+    # The page's own port: its requests are connections too, and showing them would make
+    # every ladder the page fetches a new ladder to fetch.
+    own_port: int = 0
     losses: Losses = field(default_factory=Losses)
 
     def __post_init__(self) -> None:
@@ -117,12 +120,19 @@ class Hub:
     # -- from the pump's thread ----------------------------------------------------------
 
     def on_output(self, output: Output) -> None:
+        if output.connection is not None and self._own(output.connection):
+            return
         if isinstance(output, StepTaken):
             self._step(output)
         elif isinstance(output, Classified | Finished):
             self._ended(output.connection)
 
+    def _own(self, connection: Connection) -> bool:
+        return bool(self.own_port) and self.own_port in (connection.sport, connection.dport)
+
     def on_ladder(self, ladder: Ladder) -> None:
+        if any(end.port == self.own_port for end in ladder.dialogue.ends):
+            return
         connections = [end.kernel.connection for end in ladder.dialogue.ends if end.kernel]
         with self._lock:
             ids = [self._id_of(connection) for connection in connections]
@@ -248,6 +258,7 @@ class Hub:
             "edges": edges,
             "connections": [entry for entry, connection in recent if shown.admits(connection)],
             "losses": self.losses.to_dict(),
+            "pages": self.pages,
         }
 
     def ladder(self, number: int) -> tuple[str, list[dict[str, str]]] | None:

@@ -49,7 +49,7 @@ def test_a_snapshot_is_json_with_counts_edges_connections_and_losses(view: WebVi
     answer = Answer(view, "/api/snapshot", "port=80&state=ESTABLISHED")
     assert answer.status == "200 OK"
     snapshot = json.loads(answer.text)
-    assert set(snapshot) == {"counts", "edges", "connections", "losses"}
+    assert set(snapshot) == {"counts", "edges", "connections", "losses", "pages"}
     assert snapshot["counts"]["ESTABLISHED"] == 0
 
 

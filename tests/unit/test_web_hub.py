@@ -140,3 +140,14 @@ def test_a_page_that_reads_too_slowly_misses_updates_and_they_are_counted() -> N
     replayed(RECORDINGS[0], hub)
     assert page.updates.qsize() == 3
     assert page.missed > 0
+
+
+def test_the_pages_own_connections_are_left_out() -> None:
+    """Every ladder the page fetches is a connection to synfin web itself: shown, it would be
+    a new ladder to fetch, and so on."""
+    hub, _ = replayed(RECORDINGS[0])
+    (server,) = [e for e in hub.snapshot(PageFilter())["connections"] if e["opened"] == "passive"]  # type: ignore[index]
+    port = int(str(server["local"]).rsplit(":", 1)[1])  # the page's own port, as listening
+    quiet, _ = replayed(RECORDINGS[0], Hub(own_port=port))
+    assert quiet.snapshot(PageFilter())["connections"] == []
+    assert quiet.edges.keys() <= LISTENER_EDGES

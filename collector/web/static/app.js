@@ -4,6 +4,7 @@
 
 const ROWS_MAX = 200;
 const LIT_MS = 1500;
+const RETRY_MS = 3000;
 const view = { source: null, query: "", taken: {}, selected: null, ladders: new Set() };
 
 function $(id) { return document.getElementById(id); }
@@ -37,7 +38,25 @@ async function connect() {
   resetPage();
   view.source = new EventSource("/events?" + query);
   view.source.onmessage = (message) => handle(JSON.parse(message.data));
-  view.source.onerror = () => { $("status").textContent = "connection lost: reconnecting…"; };
+  view.source.onerror = () => {
+    if (view.source.readyState === EventSource.CLOSED) explainRefusal(query);
+    else $("status").textContent = "connection lost: reconnecting…";
+  };
+}
+
+// The server refused the stream (too many pages open, say): EventSource gives up without
+// the reason, so ask once more and show the answer's one line.
+async function explainRefusal(query) {
+  const stop = new AbortController();
+  const answer = await fetch("/events?" + query, { signal: stop.signal });
+  if (answer.ok) {
+    stop.abort();
+    setTimeout(connect, 2000);
+    return;
+  }
+  $("status").textContent = "not live: trying again every few seconds";
+  showError((await answer.text()).trim());
+  setTimeout(() => { if (view.query === query) connect(); }, RETRY_MS);
 }
 
 function resetPage() {
