@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import click
 
 from synfin.cli.support import reports_errors, stop_on_signals
+from synfin.cli.web import DEFAULT_LISTEN, WebOptions, WebSession
 from synfin.errors import SynfinError
+from synfin.kernel.namespaces import NETNS_DIR
 from synfin.lab import runner as lab
 from synfin.lab.tracing import LabTracer
 from synfin.ladder.layout import Ladder
@@ -41,6 +46,15 @@ def lab_epilog() -> str:
     "with the documented rules checked.",
 )
 @click.option(
+    "--web",
+    "web_address",
+    is_flag=False,
+    flag_value=DEFAULT_LISTEN,
+    metavar="[HOST:PORT]",
+    help=f"Show the scenarios live in a browser, as `synfin web` does (default {DEFAULT_LISTEN}); "
+    "the page stays up after the scenarios until Ctrl-C.",
+)
+@click.option(
     "--per-minute",
     type=click.FloatRange(min=0.1, max=600),
     default=30,
@@ -49,7 +63,13 @@ def lab_epilog() -> str:
 )
 @reports_errors
 def lab_command(
-    scenarios: tuple[str, ...], family: str, port: int, loop: bool, draw: bool, per_minute: float
+    scenarios: tuple[str, ...],
+    family: str,
+    port: int,
+    loop: bool,
+    draw: bool,
+    web_address: str | None,
+    per_minute: float,
 ) -> None:
     """Play named TCP behaviours between two test hosts in network namespaces.
 
@@ -70,9 +90,15 @@ def lab_command(
         raise SynfinError("creating network namespaces needs root", "run it with sudo")
     with lab.Lab() as bench, stop_on_signals() as stopping, ExitStack() as tracing:
         tracer = None
+        ports = range(port, min(port + lab.PORTS_PER_LAB, 65536))
         if draw:
-            ports = range(port, min(port + lab.PORTS_PER_LAB, 65536))
             tracer = tracing.enter_context(LabTracer(bench.hosts, ports, _echo_ladder))
+        if web_address:
+            options = WebOptions(
+                listen_address=web_address, ports=tuple(ports),
+                capture_netns=NETNS_DIR / bench.hosts.client.namespace,
+            )  # fmt: skip
+            tracing.enter_context(_web_beside(WebSession(options)))
         for name, used in bench.runs(
             list(scenarios), lab.FAMILIES[family], port, loop, per_minute, stopping
         ):
@@ -83,6 +109,27 @@ def lab_command(
                 tracer.draw_pending()
         if tracer is not None and tracer.lost:
             click.echo(f"synfin lab: {tracer.lost} trace records lost", err=True)
+        if web_address and not stopping():
+            click.echo(f"synfin lab: done; the page stays at http://{web_address}/ until Ctrl-C")
+            while not stopping():
+                time.sleep(0.2)
+
+
+@contextmanager
+def _web_beside(session: WebSession) -> Iterator[WebSession]:
+    """The web view pumping on its own thread while the scenarios play on this one."""
+    done = threading.Event()
+    with session:
+        pumping = threading.Thread(
+            target=session.pump, args=(lambda: not done.is_set(),), name="synfin-web-pump"
+        )
+        pumping.start()
+        try:
+            yield session
+        finally:
+            done.set()
+            pumping.join()
+    click.echo(session.summary(), err=True)
 
 
 def _echo_ladder(ladder: Ladder) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -46,6 +49,110 @@ def beyond_loopback(listen: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host != "localhost"  # a name: it may resolve anywhere
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    listen_address: str = DEFAULT_LISTEN
+    web_config_file: Path | None = None
+    ports: tuple[int, ...] = ()
+    family: str = "any"
+    capture_netns: Path | None = None  # where the ladders' segments are captured
+    recent: int = 200
+    max_pages: int = 16
+    ring_buffer_pages: int = ProbeOptions.ringbuf_pages
+    tracefs_root: Path | None = None
+
+
+class WebSession:
+    """Both probes attached, the hub fed through one engine, the page served. ``pump`` moves
+    records until ``keep_going`` says stop (from any one thread: `synfin lab --web` pumps
+    beside its scenarios); leaving the block stops serving and detaches everything."""
+
+    def __init__(self, options: WebOptions) -> None:
+        self.options = options
+        self.config = (
+            web.load_web_config(options.web_config_file)
+            if options.web_config_file
+            else web.WebConfig()
+        )
+        _host, own_port = web.parse_listen_address(options.listen_address)
+        self.hub = Hub(recent_max=options.recent, pages_max=options.max_pages, own_port=own_port)
+        self.view = WebView(self.hub)
+        self._exits = ExitStack()
+
+    def __enter__(self) -> WebSession:
+        options = self.options
+        with ExitStack() as opening:
+            probe_options = ProbeOptions(
+                ringbuf_pages=options.ring_buffer_pages, tracefs_root=options.tracefs_root
+            )
+            self.probe = opening.enter_context(TcpProbe(probe_options))
+            capture_options = CaptureOptions(netns=options.capture_netns)
+            self.capture = opening.enter_context(SegmentCapture(capture_options))
+            self.tracer = Tracer(
+                draw=self.hub.on_ladder,
+                engine=Engine(self.probe.description()),
+                wait_for_time_wait=False,  # a ladder at the last ACK, not a minute later
+                on_output=self.hub.on_output,
+            )
+            for source in (self.probe, self.capture):
+                source.set_filter(options.ports, FAMILIES[options.family])
+            self._pump = Pump(
+                [
+                    Stream(self.probe, EVENT_FORMAT, self.tracer.on_event),
+                    Stream(self.capture, SEGMENT_FORMAT, self.tracer.on_segment),
+                ],
+                poll_ms=POLL_MS,
+            )
+            self.server, _thread = web.serve(
+                self.view, options.listen_address, self.config, router=router(self.view)
+            )
+            self._exits = opening.pop_all()
+        self._announce()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.view.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self._exits.close()
+
+    def _announce(self) -> None:
+        listen = self.options.listen_address
+        scheme = "https" if self.config.tls else "http"
+        auth = "on" if self.config.users else "off"
+        click.echo(f"synfin web: serving {scheme}://{listen}/ (basic auth {auth})", err=True)
+        if beyond_loopback(listen) and not (self.config.users and self.config.tls):
+            click.echo(
+                f"synfin web: {listen} is reachable beyond this host, without basic auth and "
+                "TLS: whoever reaches it sees this host's connections, addresses and process "
+                "names (give --web-config-file)",
+                err=True,
+            )
+
+    def _count_losses(self) -> None:
+        losses = self.hub.losses
+        losses.lost = self.probe.records_lost()
+        losses.segments_lost = self.capture.records_lost()
+        losses.undecodable = self._pump.undecodable
+        losses.unfollowed = self.probe.tracking_stats().evicted
+
+    def pump(self, keep_going: Callable[[], bool]) -> None:
+        self._pump.run(
+            keep_going,
+            [
+                Periodic(FLUSH_EVERY_S, lambda: self.tracer.flush(time.monotonic_ns())),
+                Periodic(LOSSES_EVERY_S, self._count_losses),
+            ],
+        )
+
+    def summary(self) -> str:
+        counters = self.tracer.counters
+        return (
+            f"synfin web: stopped, probes detached; {counters.events} state events, "
+            f"{counters.segments} segments, {counters.drawn} ladders drawn"
+        )
 
 
 @click.command("web")
@@ -114,71 +221,12 @@ def web_command(
 
     Arrows drawn solid were seen in the kernel; dashed ones were inferred from other evidence.
     """
-    config = web.load_web_config(web_config_file) if web_config_file else web.WebConfig()
-    _host, own_port = web.parse_listen_address(listen_address)
-    capture_netns = _netns_path(netns)
+    options = WebOptions(
+        listen_address, web_config_file, ports, family, _netns_path(netns), recent, max_pages,
+        ring_buffer_pages, tracefs_root,
+    )  # fmt: skip
     deadline = time.monotonic() + duration if duration else None
-    hub = Hub(recent_max=recent, pages_max=max_pages, own_port=own_port)
-    view = WebView(hub)
-    with (
-        TcpProbe(ProbeOptions(ringbuf_pages=ring_buffer_pages, tracefs_root=tracefs_root)) as probe,
-        SegmentCapture(CaptureOptions(netns=capture_netns)) as capture,
-        stop_on_signals() as stopping,
-    ):
-        tracer = Tracer(
-            draw=hub.on_ladder,
-            engine=Engine(probe.description()),
-            wait_for_time_wait=False,  # a ladder at the last ACK, not a minute later
-            on_output=hub.on_output,
-        )
-        for source in (probe, capture):
-            source.set_filter(ports, FAMILIES[family])
-        pump = Pump(
-            [
-                Stream(probe, EVENT_FORMAT, tracer.on_event),
-                Stream(capture, SEGMENT_FORMAT, tracer.on_segment),
-            ],
-            poll_ms=POLL_MS,
-        )
-
-        def count_losses() -> None:
-            hub.losses.lost = probe.records_lost()
-            hub.losses.segments_lost = capture.records_lost()
-            hub.losses.undecodable = pump.undecodable
-            hub.losses.unfollowed = probe.tracking_stats().evicted
-
-        server, _thread = web.serve(view, listen_address, config, router=router(view))
-        scheme = "https" if config.tls else "http"
-        click.echo(
-            f"synfin web: serving {scheme}://{listen_address}/ (basic auth "
-            f"{'on' if config.users else 'off'}; Ctrl-C to end)",
-            err=True,
-        )
-        if beyond_loopback(listen_address) and not (config.users and config.tls):
-            click.echo(
-                f"synfin web: {listen_address} is reachable beyond this host, without basic auth "
-                "and TLS: whoever reaches it sees this host's connections, addresses and process "
-                "names (give --web-config-file)",
-                err=True,
-            )
-
-        def keep_going() -> bool:
-            return not stopping() and (deadline is None or time.monotonic() < deadline)
-
-        try:
-            pump.run(
-                keep_going,
-                [
-                    Periodic(FLUSH_EVERY_S, lambda: tracer.flush(time.monotonic_ns())),
-                    Periodic(LOSSES_EVERY_S, count_losses),
-                ],
-            )
-        finally:
-            view.stopping.set()
-            server.shutdown()
-            server.server_close()
-    click.echo(
-        f"synfin web: stopped, probes detached; {tracer.counters.events} state events, "
-        f"{tracer.counters.segments} segments, {tracer.counters.drawn} ladders drawn",
-        err=True,
-    )
+    with stop_on_signals() as stopping, WebSession(options) as session:
+        click.echo("synfin web: Ctrl-C to end", err=True)
+        session.pump(lambda: not stopping() and (deadline is None or time.monotonic() < deadline))
+    click.echo(session.summary(), err=True)

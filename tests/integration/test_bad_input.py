@@ -113,6 +113,11 @@ ROWS = [
     Row("trace-unknown-netns", ["trace", "--netns", "nosuch-ns"], "network namespace nosuch-ns does not exist", 2),
     Row("trace-host-not-an-address", ["trace", "--host", "example.com"], "'example.com' is not an address or CIDR", 2),
     Row("trace-count-zero", ["trace", "--count", "0"], "0 is not in the range x>=1", 2),
+    Row("web-not-an-address", ["web", "--listen-address", "nonsense"], "listen address 'nonsense' is not HOST:PORT", 1),
+    Row("web-unknown-netns", ["web", "--netns", "nosuch-ns"], "network namespace nosuch-ns does not exist", 2),
+    Row("web-missing-web-config", ["web", "--web-config-file", "{tmp}/missing.yml"], "web config {tmp}/missing.yml not found", 1),
+    Row("web-max-pages-zero", ["web", "--max-pages", "0"], "0 is not in the range 1<=x<=256", 2),
+    Row("lab-web-not-an-address", ["lab", "client-closes", "--web", "nonsense"], "listen address 'nonsense' is not HOST:PORT", 1),
     Row("trace-unwritable-output", ["trace", "--format", "svg", "-o", "{tmp}/missing/x.svg"], "cannot write {tmp}/missing/x.svg: No such file or directory", 1),
     # -- the config file ----------------------------------------------------------------------
     Row("config-missing", ["run", "--config", "{tmp}/none.yml", "--check"], "cannot read {tmp}/none.yml: No such file or directory", 2),

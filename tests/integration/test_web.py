@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -197,3 +198,32 @@ def test_more_tabs_than_allowed_are_told_to_close_one_and_a_closed_browser_frees
             tab.goto(web + "/")
             tab.wait_for(LIVE, explain=SAID)
             assert tab.errors == []
+
+
+def test_synfin_lab_web_shows_its_scenarios_and_keeps_the_page_up_until_ctrl_c(
+    browser: Browser,
+) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    lab = subprocess.Popen(
+        [SYNFIN, "lab", "client-closes", "--web", listen, "--port", str(PORT + 20)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert lab.stdout is not None and lab.stderr is not None
+    try:
+        said = [lab.stdout.readline() for _ in range(5)]
+        assert said[-1].startswith(f"synfin lab: done; the page stays at http://{listen}/"), said
+        page = browser.new_page()
+        page.goto(f"http://{listen}/")
+        page.wait_for(LIVE, explain=SAID)
+        page.wait_for("document.querySelectorAll('#connections tr').length === 2")
+        page.wait_for("!document.getElementById('ladder').hidden")
+        taken, _inferable = expected_edges(SCENARIOS["client-closes"])
+        shown = {e for e in edges_on_the_page(page) if e not in LISTENER_EDGES}
+        assert shown == set(taken)
+        assert page.errors == []
+        page.close()
+    finally:
+        lab.send_signal(signal.SIGINT)
+        _out, err = lab.communicate(timeout=30)
+    assert lab.returncode == 0, err
+    assert "synfin web: stopped, probes detached" in err
