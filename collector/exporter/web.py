@@ -1,7 +1,11 @@
-"""Serving /metrics over HTTP or HTTPS as the web config says (web_config.py reads it,
-web_tls.py builds the TLS context): basic auth, a rate limit, the configured headers on every
-answer. Every request is untrusted bytes: whatever arrives gets an HTTP answer or a closed
-connection, never a traceback, and a client that stops half-way is dropped after a timeout.
+"""Serving /metrics (or the web view's pages) over HTTP or HTTPS as the web config says
+(web_config.py reads it, web_tls.py builds the TLS context): basic auth, a rate limit, the
+configured headers on every answer. Every request is untrusted bytes: whatever arrives gets an
+HTTP answer or a closed connection, never a traceback, and a client that stops half-way is
+dropped after a timeout.
+
+One module, just over 300 lines: the middlewares, the server and the order build_app stacks
+them in are one design, read together.
 """
 
 from __future__ import annotations
