@@ -108,8 +108,10 @@ class Hub:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._following: OrderedDict[tuple[int, int], Connection] = OrderedDict()
-        self._ids: OrderedDict[tuple[int, int], int] = OrderedDict()
+        # Connections not yet over, with their page ids; then, for a while, the ids of those
+        # that ended (a ladder is drawn a moment after its connection is over).
+        self._following: OrderedDict[tuple[int, int], tuple[int, Connection]] = OrderedDict()
+        self._ended_ids: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._next_id = 1
         # id -> (what the page lists, the connection its filters look at)
         self._recent: OrderedDict[int, tuple[dict[str, object], Connection]] = OrderedDict()
@@ -160,12 +162,13 @@ class Hub:
 
     def _id_of(self, connection: Connection) -> int:
         key = self._key(connection)
-        number = self._ids.get(key)
+        followed = self._following.get(key)
+        if followed is not None:
+            return followed[0]
+        number = self._ended_ids.get(key)
         if number is None:
-            number = self._ids[key] = self._next_id
+            number = self._next_id
             self._next_id += 1
-            while len(self._ids) > self.following_max:
-                self._ids.popitem(last=False)
         return number
 
     def _step(self, output: StepTaken) -> None:
@@ -174,11 +177,11 @@ class Hub:
         name = edge_id(edge) if edge else None
         with self._lock:
             key = self._key(connection)
-            self._following[key] = connection
+            number = self._id_of(connection)
+            self._following[key] = (number, connection)
             self._following.move_to_end(key)
             while len(self._following) > self.following_max:
                 self._following.popitem(last=False)
-            number = self._id_of(connection)
             if name:
                 self.edges.setdefault(name, [0, 0])[0 if step.observed else 1] += 1
             listed = number in self._recent  # a step after its socket ended: TIME-WAIT's
@@ -202,7 +205,11 @@ class Hub:
             while len(self._recent) > self.recent_max:
                 self._recent.popitem(last=False)
             if connection.finished:
-                self._following.pop(self._key(connection), None)
+                key = self._key(connection)
+                self._following.pop(key, None)
+                self._ended_ids[key] = number
+                while len(self._ended_ids) > self.recent_max + self.ladders_max:
+                    self._ended_ids.popitem(last=False)
         self._push({"t": "connection", "connection": entry}, lambda shown: shown.admits(connection))
 
     def _push(self, update: dict[str, object], wanted: Callable[[PageFilter], bool]) -> None:
@@ -240,7 +247,7 @@ class Hub:
     def counts(self, shown: PageFilter) -> dict[str, int]:
         """Connections in each documented state now (CLOSED: closed, not yet gone)."""
         with self._lock:
-            following = [c for c in self._following.values() if not c.finished]
+            following = [c for _number, c in self._following.values() if not c.finished]
         counts = {state.name: 0 for state in DOCUMENTED_STATES}
         for connection in following:
             if connection.state in (State.CLOSED, State.UNKNOWN):
