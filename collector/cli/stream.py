@@ -22,10 +22,11 @@ from synfin.cli.support import (
     FAMILIES,
     R,
     ViewOptions,
+    duration_option,
     family_option,
     port_option,
-    power_of_two,
     reports_errors,
+    ring_buffer_pages_option,
     silence_stdout,
     stop_on_signals,
     tracefs_option,
@@ -65,19 +66,8 @@ def stream_options(command: Callable[..., R]) -> Callable[..., R]:
 
     @port_option
     @family_option
-    @click.option(
-        "--duration",
-        type=click.FloatRange(min=0, min_open=True),
-        help="Stop after this many seconds (default: until Ctrl-C).",
-    )
-    @click.option(
-        "--ring-buffer-pages",
-        type=click.IntRange(1, 1 << 18),
-        callback=power_of_two,
-        default=ProbeOptions.ringbuf_pages,
-        show_default=True,
-        help="Ring buffer size in pages (a power of two); raise it if events are lost.",
-    )
+    @duration_option
+    @ring_buffer_pages_option
     @click.option(
         "--per-connection",
         is_flag=True,

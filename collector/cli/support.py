@@ -17,6 +17,7 @@ import click
 
 from synfin.engine.states import State
 from synfin.errors import EXIT_FAILURE, SynfinError
+from synfin.kernel.state_probe import ProbeOptions
 from synfin.records.addresses import AF_INET, AF_INET6, Network, parse_network
 from synfin.views.filters import OutputFilter, parse_state
 from synfin.views.lines import NARROW, WIDE, Layout
@@ -50,6 +51,25 @@ tracefs_option = click.option(
     envvar="SYNFIN_TRACEFS",
     help="Where tracefs is mounted (default: /sys/kernel/tracing, then debugfs).",
 )
+
+
+def duration_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option(
+        "--duration",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Stop after this many seconds (default: until Ctrl-C).",
+    )(command)
+
+
+def ring_buffer_pages_option(command: Callable[P, R]) -> Callable[P, R]:
+    return click.option(
+        "--ring-buffer-pages",
+        type=click.IntRange(1, 1 << 18),
+        callback=power_of_two,
+        default=ProbeOptions.ringbuf_pages,
+        show_default=True,
+        help="Ring buffer size in pages (a power of two); raise it if records are lost.",
+    )(command)
 
 
 def escaped(text: str) -> str:

@@ -18,10 +18,11 @@ import click
 
 from synfin.cli.support import (
     FAMILIES,
+    duration_option,
     family_option,
     port_option,
-    power_of_two,
     reports_errors,
+    ring_buffer_pages_option,
     stop_on_signals,
     tracefs_option,
 )
@@ -189,19 +190,8 @@ class WebSession:
     show_default=True,
     help="Pages (browser tabs) served at once; one more is told to close one.",
 )
-@click.option(
-    "--ring-buffer-pages",
-    type=click.IntRange(1, 1 << 18),
-    callback=power_of_two,
-    default=ProbeOptions.ringbuf_pages,
-    show_default=True,
-    help="Ring buffer size in pages (a power of two); raise it if the page says records are lost.",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after this many seconds (default: until Ctrl-C).",
-)
+@ring_buffer_pages_option
+@duration_option
 @tracefs_option
 @reports_errors
 def web_command(

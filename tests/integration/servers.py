@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 SYNFIN = str(Path(sys.executable).parent / "synfin")
 
 
@@ -34,6 +36,17 @@ def programs_released(before: set[int], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def scrape_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a `synfin run` on ``port`` serves, by name and sorted labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def free_port() -> int:

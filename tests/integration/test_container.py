@@ -11,13 +11,11 @@ import re
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from synfin.kernel import capabilities, privileges
 from synfin.lab.hosts import HostPair
@@ -25,6 +23,7 @@ from synfin.lab.scenarios import SCENARIOS, snmp_counters
 from tests.paths import REPO
 
 from .servers import free_port
+from .servers import scrape_samples as scrape
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
@@ -122,16 +121,6 @@ def podman(*arguments: str) -> str:
 def logs(name: str) -> str:
     done = subprocess.run(["podman", "logs", name], capture_output=True, text=True, check=False)
     return done.stdout + done.stderr
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def total(

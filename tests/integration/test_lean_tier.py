@@ -8,13 +8,11 @@ import socket
 import struct
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from synfin.engine.states import KernelState
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
@@ -31,6 +29,7 @@ from synfin.lab.scenarios import SCENARIOS
 from synfin.records.addresses import AF_INET
 from synfin.records.counters import Counters
 
+from .servers import scrape_samples as scrape
 from .servers import synfin_run
 
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
@@ -290,16 +289,6 @@ def test_without_btf_the_lean_tier_says_why_and_auto_falls_back(tmp_path: Path) 
     with TcpProbe(ProbeOptions(**missing)) as probe:  # type: ignore[arg-type]
         assert probe.tier == TIMERS
         assert "tw_timer_handler" in probe.lean_unavailable
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
