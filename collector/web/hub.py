@@ -194,22 +194,24 @@ class Hub:
             self._ended(connection)
 
     def _ended(self, connection: Connection) -> None:
-        if connection.classification and connection.classification.open == LISTENER:
-            return  # a listener is not a connection: the diagram shows its arrows only
+        verdict = connection.classification
+        listener = verdict is not None and verdict.open == LISTENER
         with self._lock:
             number = self._id_of(connection)
-            entry = summary(number, connection)
-            entry["ladder"] = number in self._ladders
-            self._recent.pop(number, None)
-            self._recent[number] = (entry, connection)
-            while len(self._recent) > self.recent_max:
-                self._recent.popitem(last=False)
             if connection.finished:
                 key = self._key(connection)
                 self._following.pop(key, None)
                 self._ended_ids[key] = number
                 while len(self._ended_ids) > self.recent_max + self.ladders_max:
                     self._ended_ids.popitem(last=False)
+            if listener:
+                return  # not a connection: the diagram shows its arrows only
+            entry = summary(number, connection)
+            entry["ladder"] = number in self._ladders
+            self._recent.pop(number, None)
+            self._recent[number] = (entry, connection)
+            while len(self._recent) > self.recent_max:
+                self._recent.popitem(last=False)
         self._push({"t": "connection", "connection": entry}, lambda shown: shown.admits(connection))
 
     def _push(self, update: dict[str, object], wanted: Callable[[PageFilter], bool]) -> None:
@@ -238,6 +240,12 @@ class Hub:
         with self._lock:
             if page in self._pages:
                 self._pages.remove(page)
+
+    @property
+    def following(self) -> int:
+        """Connections held for the counts: not over yet."""
+        with self._lock:
+            return len(self._following)
 
     @property
     def pages(self) -> int:

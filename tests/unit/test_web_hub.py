@@ -151,3 +151,13 @@ def test_the_pages_own_connections_are_left_out() -> None:
     quiet, _ = replayed(RECORDINGS[0], Hub(own_port=port))
     assert quiet.snapshot(PageFilter())["connections"] == []
     assert quiet.edges.keys() <= LISTENER_EDGES
+
+
+def test_only_connections_not_over_are_held_listeners_included() -> None:
+    """A long run must not accumulate what is over: listeners end too, without a row."""
+    hub = Hub()
+    live = 0
+    for path in RECORDINGS:
+        _, engine = replayed(path, hub)
+        live += sum(1 for connection in engine.live.values() if not connection.finished)
+    assert hub.following == live
