@@ -23,7 +23,9 @@ def test_each_reported_check_is_one_line_and_any_failure_fails_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "results.txt"
-    results.write_text("kernel\tok\t6.1.0-40-amd64\ndoctor\tok\tsynfin can run here.\n")
+    results.write_text(
+        "kernel\tok\t6.1.0-40-amd64\ndoctor\tok\tsynfin can run here.\nfinished\tok\t9 s\n"
+    )
     assert runner.report("bookworm", results)
     results.write_text(results.read_text() + "scenarios\tFAIL\texit 1: 2 failed\n")
     assert not runner.report("bookworm", results)
@@ -38,3 +40,26 @@ def test_a_guest_that_reported_nothing_fails(
     results.write_bytes(b"\x00garbage without tabs\n")
     assert not runner.report("bullseye", results)
     assert "the guest reported nothing" in capsys.readouterr().out
+
+
+def test_a_guest_that_stopped_before_finishing_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.txt"
+    results.write_text("kernel\tok\t6.12.117\nsetup\tok\tready\n")
+    assert not runner.report("trixie", results)
+    assert capsys.readouterr().out.splitlines()[-1].split()[2:4] == ["finished", "FAIL"]
+
+
+PANIC = """[   81.857074] Oops: int3: 0000 [#2] PREEMPT SMP NOPTI
+[   81.857171] RIP: 0010:enqueue_timer+0x45/0x100
+[   81.857354] Kernel panic - not syncing: Fatal exception in interrupt
+"""
+
+
+def test_a_guest_kernel_panic_is_named_from_the_console() -> None:
+    assert runner.panic_of("[    1.0] systemd[1]: started\n") == ""
+    assert (
+        runner.panic_of(PANIC)
+        == "Oops: int3: 0000 [#2] PREEMPT SMP NOPTI RIP: 0010:enqueue_timer+0x45/0x100"
+    )
