@@ -170,6 +170,9 @@ class Tracker:
     waiting: dict[EndKey, Connection] = field(default_factory=dict)  # sockets ahead of segments
     retired: list[Dialogue] = field(default_factory=list)  # replaced by a new use of the tuple
     forgotten: int = 0  # dialogues and sockets dropped at the limits above
+    # Sockets whose dialogue was handed over (skaddr, start): a step after that (TIME-WAIT's
+    # end, when ladders do not wait for it) has no segment to come, so it must not wait.
+    handed_over: dict[tuple[int, int], None] = field(default_factory=dict)
 
     def on_segment(self, segment: Segment) -> None:
         key = segment_key(segment)
@@ -205,6 +208,8 @@ class Tracker:
         conn = output.connection
         if conn.sport == 0 or conn.dport == 0:
             return  # a listener, or a connect whose port is not chosen yet: a later step
+        if (conn.skaddr, conn.start_ns) in self.handed_over:
+            return
         key = connection_key(conn)
         dialogue = self.live.get(key)
         if dialogue is None:
@@ -230,6 +235,13 @@ class Tracker:
         for key, dialogue in list(self.live.items()):
             if dialogue.over(self.wait_for_time_wait) and now_ns - dialogue.last_ns >= settle_ns:
                 done.append(self.live.pop(key))
+        for dialogue in done:
+            for end in dialogue.ends:
+                if end.kernel is not None:
+                    connection = end.kernel.connection
+                    self.handed_over[(connection.skaddr, connection.start_ns)] = None
+        while len(self.handed_over) > MAX_KERNEL_VIEWS:
+            del self.handed_over[next(iter(self.handed_over))]
         return sorted(done, key=lambda d: d.start_ns)
 
     def take_all(self) -> list[Dialogue]:

@@ -5,9 +5,11 @@ the trace filters. The live kernel side is in tests/integration/test_trace.py.""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 
+from synfin.engine.connection import Connection, Step, StepTaken
 from synfin.engine.states import State
 from synfin.ladder.dialogue import End, Tracker
 from synfin.ladder.layout import FROM_SEGMENTS, build
@@ -207,3 +209,28 @@ def test_a_reset_closes_both_ends() -> None:
     client, server = remote_paths(segments)
     assert client == [State.SYN_SENT, State.ESTABLISHED, State.CLOSED]
     assert server == [State.SYN_RCVD, State.ESTABLISHED, State.CLOSED]
+
+
+def test_a_socket_whose_ladder_was_handed_over_does_not_wait_for_segments() -> None:
+    """With ladders drawn at the last ACK, the client's TIME-WAIT ends a minute later: that
+    step has no segment to come and must not be held (a long run would fill the table)."""
+    client = Connection(
+        skaddr=0xAB, family=2, netns=1, start_ns=0, state=State.CLOSED, state_ns=None,
+        sport=40000, dport=443, saddr=CLIENT, daddr=SERVER,
+    )  # fmt: skip
+    tracker = Tracker(wait_for_time_wait=False)
+    opening = client.take(Step(State.CLOSED, State.SYN_SENT, 0, None, observed=True))
+    tracker.on_output(StepTaken(client, opening, None))  # type: ignore[arg-type]
+    assert len(tracker.waiting) == 1  # ahead of its SYN
+    for seg in four_way(1000, 5000):
+        tracker.on_segment(seg)
+    assert tracker.waiting == {}
+    path = (State.SYN_SENT, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.TIME_WAIT)
+    for at, (source, target) in enumerate(itertools.pairwise(path)):
+        step = client.take(Step(source, target, at, None, observed=True))
+        tracker.on_output(StepTaken(client, step, None))  # type: ignore[arg-type]
+    (dialogue,) = tracker.take_over(now_ns=10**12, settle_ns=0)
+    assert dialogue.initiator.kernel is not None
+    ended = client.take(Step(State.TIME_WAIT, State.CLOSED, 60 * 10**9, None, observed=True))
+    tracker.on_output(StepTaken(client, ended, None))  # type: ignore[arg-type]
+    assert tracker.waiting == {}
