@@ -4,6 +4,7 @@ grant them, and doctor's line for each."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -34,11 +35,19 @@ def test_the_unit_bounds_synfin_to_exactly_the_capabilities_it_uses() -> None:
     assert set(line.split("=", 1)[1].split()) == set(capabilities.BY_NAME)
 
 
-def test_every_capability_has_a_row_in_the_security_docs_saying_where_it_is_granted() -> None:
-    rows = {
+def rows_of(document: Path) -> dict[str, list[str]]:
+    return {
         match[1]: [cell.strip() for cell in match[0].strip("|").split("|")]
-        for match in re.finditer(r"^\| `(CAP_[A-Z_]+)` \|.*$", SECURITY.read_text(), re.MULTILINE)
+        for match in re.finditer(r"^\| `(CAP_[A-Z_]+)` \|.*$", document.read_text(), re.MULTILINE)
     }
+
+
+def test_the_readme_gives_the_same_table() -> None:
+    assert rows_of(REPO / "README.md") == rows_of(SECURITY)
+
+
+def test_every_capability_has_a_row_in_the_security_docs_saying_where_it_is_granted() -> None:
+    rows = rows_of(SECURITY)
     assert set(rows) == set(capabilities.BY_NAME)
     for name, (_, why, lost, host, container) in rows.items():
         assert why and lost and host == "yes", name
