@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +42,10 @@ SAID = (
     "document.getElementById('status').textContent + ' | ' + "
     "document.getElementById('error').textContent"
 )
+ROWS = (
+    "[...document.querySelectorAll('#connections tr')].map(r => [...r.cells].map(c => "
+    "c.textContent).join(' ')).join(' / ')"
+)
 # What a page's own refused requests log in the console: expected where a test asks for them.
 REFUSED = "the server responded with a status of"
 
@@ -59,14 +64,18 @@ def web(hosts: HostPair) -> Iterator[str]:
     assert process.stderr is not None
     line = process.stderr.readline()
     assert "synfin web: serving" in line, line + process.stderr.read()
+    # Read what it says as it says it: a full pipe would stop it mid-write.
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         yield f"http://{listen}"
     finally:
         process.terminate()
-        said = process.stderr.read()
+        assert process.wait(timeout=20) == 0, "".join(said)
+        reader.join(timeout=10)
         process.stderr.close()
-        assert process.wait(timeout=20) == 0, said
-        assert "stopped, probes detached" in said
+        assert "stopped, probes detached" in "".join(said), "".join(said)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +111,10 @@ def test_a_scenario_lights_its_arrows_counts_its_states_and_draws_its_ladder(
     assert page.eval("document.querySelectorAll('#diagram .state').length") == 12
     SCENARIOS["client-closes"].run(hosts, socket.AF_INET, PORT)
 
-    page.wait_for("document.querySelectorAll('#connections tr').length === 2")
+    page.wait_for(
+        "document.querySelectorAll('#connections tr').length === 2",
+        explain=ROWS + " + ' | ' + " + SAID,
+    )
     page.wait_for("!document.getElementById('ladder').hidden")
     page.wait_for("document.getElementById('ladder').complete && "
                   "document.getElementById('ladder').naturalWidth > 0")  # fmt: skip
