@@ -13,7 +13,7 @@ cd "$repo"
 # machine: a test that fails is run up to twice more, and the summary says which were rerun.
 .venv/bin/pytest --reruns 2 --reruns-delay 1 "$@"
 # The whole suite (no arguments, as CI runs it) goes on in QEMU: synfin on Debian 12's stock
-# kernel, and the lab VM provisioned for real (about 20 minutes; every kernel on demand with
+# kernel, and the lab VM provisioned for real (13 minutes with their roots cached; every kernel with
 # scripts/vm-test.sh --all). SYNFIN_SKIP_VMS=1 stops here.
 if [ $# -eq 0 ] && [ "${SYNFIN_SKIP_VMS:-0}" != 1 ]; then
   bash "$repo/scripts/vm-test.sh" --lab
