@@ -33,7 +33,11 @@ from .servers import free_port
 pytestmark = [pytest.mark.bpf, pytest.mark.netns]
 
 SYNFIN = str(REPO / ".venv" / "bin" / "synfin")
-PORT = 38810  # the scenario's server port: no other test uses it
+# The scenario's server ports: below the ephemeral range (32768 on), so no client socket of
+# another test can hold one and show up on the page; no other test uses them. One per run:
+# a rerun's rows and TIME-WAIT must not be taken for an earlier run's.
+PORTS = iter((31810, 31812, 31814))
+LAB_PORT = 31830
 MAX_PAGES = 3
 OBSERVED_GREEN = (26, 127, 55)  # style.css: an arrow taken, seen in the kernel
 OCCUPIED_BLUE = (219, 234, 254)  # style.css: a state with connections in it now
@@ -57,8 +61,8 @@ def web(hosts: HostPair) -> Iterator[str]:
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh installs chromium for the tests")
     listen = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [SYNFIN, "web", "--listen-address", listen, "--port", str(PORT), "--netns",
-         hosts.client.namespace, "--max-pages", str(MAX_PAGES)],
+        [SYNFIN, "web", "--listen-address", listen, "--port", "31810", "--port", "31812",
+         "--port", "31814", "--netns", hosts.client.namespace, "--max-pages", str(MAX_PAGES)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stderr is not None
@@ -109,34 +113,45 @@ def test_a_scenario_lights_its_arrows_counts_its_states_and_draws_its_ladder(
     page: Page, hosts: HostPair, tmp_path: Path
 ) -> None:
     assert page.eval("document.querySelectorAll('#diagram .state').length") == 12
-    SCENARIOS["client-closes"].run(hosts, socket.AF_INET, PORT)
+    port = next(PORTS)  # a rerun's own: this one's rows and TIME-WAIT stay on the page
+    before = edges_on_the_page(page)
+    waiting = int(count_in(page, "TIME_WAIT") or 0)
+    SCENARIOS["client-closes"].run(hosts, socket.AF_INET, port)
 
-    page.wait_for(
-        "document.querySelectorAll('#connections tr').length === 2",
-        explain=ROWS + " + ' | ' + " + SAID,
+    server = f"{hosts.server.ipv4}:{port}"
+    ours = (
+        "[...document.querySelectorAll('#connections tr')]"
+        f".filter(r => r.textContent.includes('{server}'))"
     )
+    page.wait_for(f"{ours}.length === 2", explain=ROWS + " + ' | ' + " + SAID)
     page.wait_for("!document.getElementById('ladder').hidden")
     page.wait_for("document.getElementById('ladder').complete && "
                   "document.getElementById('ladder').naturalWidth > 0")  # fmt: skip
 
     taken, inferable = expected_edges(SCENARIOS["client-closes"])
-    shown = {e: n for e, n in edges_on_the_page(page).items() if e not in LISTENER_EDGES}
-    assert {edge: seen + inferred for edge, (seen, inferred) in shown.items()} == dict(taken)
-    assert all(inferred == 0 or edge in inferable for edge, (_, inferred) in shown.items())
+    after = edges_on_the_page(page)
+    lit = {
+        edge: (seen - before.get(edge, (0, 0))[0], inferred - before.get(edge, (0, 0))[1])
+        for edge, (seen, inferred) in after.items()
+        if edge not in LISTENER_EDGES and (seen, inferred) != before.get(edge)
+    }
+    assert {edge: seen + inferred for edge, (seen, inferred) in lit.items()} == dict(taken)
+    assert all(inferred == 0 or edge in inferable for edge, (_, inferred) in lit.items())
 
     # The client waits in TIME-WAIT (2MSL is a minute); nothing else is left open.
-    page.wait_for("document.querySelector('#state-TIME_WAIT .count').textContent === '1'")
+    page.wait_for(
+        f"document.querySelector('#state-TIME_WAIT .count').textContent === '{waiting + 1}'"
+    )
     assert count_in(page, "ESTABLISHED") == "0"
     assert page.eval("document.querySelector('#state-TIME_WAIT').classList.contains('occupied')")
 
     checks = page.eval("[...document.querySelectorAll('#checks li')].map(li => li.className)")
     assert checks and "deviation" not in checks, checks
-    rows = page.eval("[...document.querySelectorAll('#connections tr')].map(r => "
-                     "[...r.cells].map(c => c.textContent))")  # fmt: skip
+    rows = page.eval(f"{ours}.map(r => [...r.cells].map(c => c.textContent))")
     assert sorted(row[4] for row in rows) == ["active", "passive"]
     assert {row[5] for row in rows} == {"local graceful", "remote graceful"}
 
-    page.click("#connections tr:last-child")  # the first listed: opened first
+    page.click(f"#connections tr[data-id='{page.eval(f'{ours}[1].dataset.id')}']")
     page.wait_for("!document.getElementById('follow').checked")
     page.wait_for("document.getElementById('ladder').complete && "
                   "document.getElementById('ladder').naturalWidth > 0")  # fmt: skip
@@ -217,7 +232,7 @@ def test_synfin_lab_web_shows_its_scenarios_and_keeps_the_page_up_until_ctrl_c(
 ) -> None:
     listen = f"127.0.0.1:{free_port()}"
     lab = subprocess.Popen(
-        [SYNFIN, "lab", "client-closes", "--web", listen, "--port", str(PORT + 20)],
+        [SYNFIN, "lab", "client-closes", "--web", listen, "--port", str(LAB_PORT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert lab.stdout is not None and lab.stderr is not None
