@@ -86,13 +86,8 @@ def refusal() -> tuple[str, str] | None:
             "run the container with a profile that allows bpf and perf_event_open "
             "(deploy/container/seccomp-profile.py writes one), not the runtime's default",
         )
-    caps = privileges.effective()
-    missing = [
-        name
-        for cap, name in ((privileges.CAP_BPF, "CAP_BPF"), (privileges.CAP_PERFMON, "CAP_PERFMON"))
-        if not caps >> cap & 1
-    ]
-    if missing and not caps >> privileges.CAP_SYS_ADMIN & 1:
+    missing = privileges.missing_for_loading()
+    if missing:
         return (
             f"the kernel refuses {calls} to synfin: it runs without {' and '.join(missing)}",
             f"run synfin as root, or add {' and '.join(missing)} (docs/security.md)",
