@@ -25,8 +25,8 @@
 //   PER_CONNECTION    1: the stream carries one synfin_connection per socket end instead of a
 //                        synfin_event per step (`--per-connection`; stream.c)
 //   HAVE_CGROUP_ID, HAVE_PROBE_READ_KERNEL   helpers of newer kernels (collector/kernel/features.py)
-//   OBSERVE_RESETS    1: resets and SYN retransmits, with the layout switches RESET_* and
-//                        RETRANSMIT_HAS_STATE; READ_SKB_NETNS for socketless resets
+//   OBSERVE_RESETS    1: resets and retransmits, with the layout switches RESET_* and
+//                        RETRANSMIT_* (resets.c); READ_SKB_NETNS for socketless resets
 //
 // Split by concept into tcp_states/, each part after the ones it uses. bcc rewrites map
 // accesses (`sockets.lookup(...)`) only in the file it compiles: a fragment left to the

@@ -262,6 +262,7 @@ def _reset_layout(d: _Detector) -> dict[str, int]:
         "RESET_SOCKADDR": int(sockaddr),
         "RETRANSMIT_HAS_STATE": int("state" in retransmit),
         "RETRANSMIT_HAS_ERR": int("err" in retransmit),
+        **_retransmit_segments(d),
     }
     if "reason" in sent:
         # bcc's record of the tracepoint names the enum, and nothing synfin compiles includes
@@ -269,6 +270,15 @@ def _reset_layout(d: _Detector) -> dict[str, int]:
         # (Debian 13's 6.12 headers have it; compiling without it failed there).
         defines["DECLARE_SK_RST_REASON"] = 1
     return defines
+
+
+def _retransmit_segments(d: _Detector) -> dict[str, int]:
+    # RetransSegs counts a retransmitted skb's segments; without BTF, one per skb.
+    try:
+        offsets = d.offsets(SKB_CB_OFF="sk_buff.cb", TCB_GSO_SEGS_OFF="tcp_skb_cb.tcp_gso_segs")
+    except SynfinError:
+        return {"RETRANSMIT_SEGMENTS": 0}
+    return {"RETRANSMIT_SEGMENTS": 1, **offsets}
 
 
 def detect(

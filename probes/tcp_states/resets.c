@@ -8,8 +8,11 @@
 //                        socket (6.10+); READ_SKB_NETNS then gives such a reset's namespace
 //   RETRANSMIT_HAS_STATE tcp_retransmit_skb has `state` (5.0+)
 //   RETRANSMIT_HAS_ERR   tcp_retransmit_skb has `err` and fires for failed attempts too (6.18+)
+//   RETRANSMIT_SEGMENTS  SKB_CB_OFF, TCB_GSO_SEGS_OFF give a retransmitted skb's segments
 
 #if OBSERVE_RESETS
+
+#include <uapi/asm-generic/errno.h>  // ABI: the values are the same in every kernel
 
 #if RESET_SOCKADDR
 // A sockaddr_in or sockaddr_in6 (as the tracepoint stores it) into the event's address form.
@@ -145,13 +148,40 @@ static __always_inline void on_reset_received(struct sock *sk, struct sock_entry
     }
 }
 
-static __always_inline void on_retransmit(struct sock *sk, int state_or_unknown)
+// Linux adds a retransmission to RetransSegs as soon as it reaches tcp_transmit_skb, whatever
+// the transmission then returns (a firewall's drop: -EPERM; a full queue): since 6.18 the
+// tracepoint reports every attempt with its error, and these are the errors of the checks
+// before that point in __tcp_retransmit_skb, the attempts RetransSegs leaves out. (A route
+// lost between the check and the transmission also says -EHOSTUNREACH: left out here, counted
+// there.)
+static __always_inline bool retransmission_counted(int err)
+{
+    return err != -EBUSY && err != -EINVAL && err != -ENOMEM && err != -EHOSTUNREACH &&
+           err != -EAGAIN;
+}
+
+// RetransSegs counts segments: a retransmitted skb may carry several (tcp_skb_pcount).
+static __always_inline u64 retransmitted_segments(u64 skbaddr)
+{
+#if RETRANSMIT_SEGMENTS
+    u16 segments = 0;
+    bpf_probe_read_kernel(&segments, sizeof(segments),
+                          (void *)(skbaddr + SKB_CB_OFF + TCB_GSO_SEGS_OFF));
+    return segments ? segments : 1;
+#else
+    return 1;
+#endif
+}
+
+static __always_inline void on_retransmit(struct sock *sk, int state_or_unknown, u64 segments)
 {
     struct sock_entry *entry = find_entry(sk);
     int state = state_or_unknown >= 0 ? state_or_unknown : (entry ? entry->state : 0);
     u32 kind = state == TCP_SYN_SENT_NUM ? RETRANSMIT_SYN : RETRANSMIT_DATA;
     u32 index = kind * N_STATE_SLOTS + state_slot(state);
-    add_to(retransmits.lookup(&index));
+    u64 *counter = retransmits.lookup(&index);
+    if (counter)
+        *counter += segments;
     if (!entry)
         return;
     if (state == TCP_SYN_SENT_NUM) {
@@ -195,15 +225,14 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
 #if RETRANSMIT_HAS_ERR
-    // Since 6.18 the tracepoint also fires for retransmissions that failed to go out; like
-    // the kernel's RetransSegs, count only the ones that did.
-    if (args->err)
+    if (!retransmission_counted(args->err))
         return 0;
 #endif
+    u64 segments = retransmitted_segments((u64)args->skbaddr);
 #if RETRANSMIT_HAS_STATE
-    on_retransmit((struct sock *)args->skaddr, args->state);
+    on_retransmit((struct sock *)args->skaddr, args->state, segments);
 #else
-    on_retransmit((struct sock *)args->skaddr, -1);
+    on_retransmit((struct sock *)args->skaddr, -1, segments);
 #endif
     return 0;
 }

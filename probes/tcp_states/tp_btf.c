@@ -60,10 +60,10 @@ int tp_btf__tcp_retransmit_skb(u64 *ctx)
 {
     struct sock *sk = (struct sock *)ctx[0];
 #if RETRANSMIT_HAS_ERR
-    if ((int)ctx[2])
-        return 0;  // failed to go out: not counted, as RetransSegs does not count it
+    if (!retransmission_counted((int)ctx[2]))
+        return 0;
 #endif
-    on_retransmit(sk, socket_state(sk));
+    on_retransmit(sk, socket_state(sk), retransmitted_segments(ctx[1]));
     return 0;
 }
 

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from synfin.kernel.procfs import ProcNet
 from synfin.kernel.sock_diag import namespaces
 from synfin.kernel.state_probe import LEAN, TIMERS, ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
-from synfin.lab.plays import listen, nft, pair
+from synfin.lab.plays import listen, nft, pair, read_to_eof
 from synfin.lab.scenarios import SCENARIOS
 from synfin.records.addresses import AF_INET
 from synfin.records.counters import Counters
@@ -373,3 +374,73 @@ def pair_with(
     client.settimeout(5)
     client.connect((hosts.server.address(socket.AF_INET), port))
     return client, listener.accept()[0]
+
+
+def retransmitted_segments_everywhere() -> int:
+    """Tcp RetransSegs summed over every network namespace (synfin counts host-wide)."""
+    total = 0
+    for path in namespaces().values():
+        try:
+            with entered_path(path):
+                total += ProcNet().tcp()["RetransSegs"]
+        except FileNotFoundError:
+            continue  # gone meanwhile
+    return total
+
+
+_bulk_ports = iter(range(39900, 39960))  # one a tier and attempt: a timewait socket holds it
+LOSSY = """
+table inet lossy {{
+    chain {chain} {{
+        type filter hook {chain} priority 0;
+        meta length > 1000 numgen random mod {one_in} == 0 drop
+    }}
+}}
+"""
+
+
+def bulk_transfers(hosts: HostPair, port: int, connections: int = 4, size: int = 1 << 20) -> None:
+    listener = listen(hosts, socket.AF_INET, port)
+    try:
+        for _ in range(connections):
+            client = hosts.client.socket(socket.AF_INET)
+            client.settimeout(30)
+            client.connect((hosts.server.ipv4, port))
+            accepted, _ = listener.accept()
+            accepted.settimeout(30)
+            with ThreadPoolExecutor(1) as reader:
+                received = reader.submit(lambda a=accepted: len(read_to_eof(a)))
+                client.sendall(b"x" * size)
+                client.shutdown(socket.SHUT_WR)
+                assert received.result() == size
+            accepted.close()
+            client.close()
+    finally:
+        listener.close()
+
+
+def test_both_tiers_count_retransmitted_segments_as_linux_does(hosts: HostPair) -> None:
+    """Bulk transfers through loss: the server's firewall drops arriving data (segments lost on
+    the way, retransmitted, several to an skb in a recovery), the client's drops some of what it
+    sends (a retransmission that fails after Linux counted it). RetransSegs counts segments
+    and failed attempts alike; so must both tiers."""
+    nft(hosts.server.namespace, LOSSY.format(chain="input", one_in=8))
+    nft(hosts.client.namespace, LOSSY.format(chain="output", one_in=16))
+    try:
+        for tier in (LEAN, TIMERS):
+            with counting(tier) as probe:
+                before = retransmitted_segments_everywhere()
+                bulk_transfers(hosts, next(_bulk_ports))
+                time.sleep(0.3)  # the last retransmissions are over with the sockets
+                kernel = retransmitted_segments_everywhere() - before
+                counted = sum(counters_module.read(probe).retransmits.values())
+            assert kernel > 0, "no segment was retransmitted: the firewalls dropped nothing"
+            assert counted == kernel, (
+                f"{tier}: synfin counted {counted}, RetransSegs moved {kernel}"
+            )
+    finally:
+        for host in (hosts.client, hosts.server):
+            subprocess.run(
+                ["ip", "netns", "exec", host.namespace, "nft", "delete", "table", "inet", "lossy"],
+                capture_output=True, check=False,
+            )  # fmt: skip

@@ -363,6 +363,35 @@ def test_user_timeout_path_and_kernel_counts(scripted, family: int) -> None:
     checks.counters_match(outcome)
 
 
+def user_timeout_behind_a_firewall(lab: PeerLab, family: int) -> Peer:
+    """The data reaches the peer, then the namespace's firewall drops everything it sends:
+    each retransmission fails (EPERM) after Linux counted it, until the user timeout."""
+    sock, peer = connected_client(lab.net, family, lab.port)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 500)
+    sock.send(b"anyone there?")
+    peer.expect("P.", data=b"anyone there?")
+    lab.net.drop_outgoing()
+    sock.setblocking(True)
+    sock.settimeout(3)
+    with pytest.raises(TimeoutError):  # the kernel's ETIMEDOUT once the user timeout passed
+        sock.recv(1)
+    sock.close()
+    return peer
+
+
+# Linux counts a retransmission when it reaches the transmission, not when it leaves: since
+# 6.18 the tracepoint reports the ones that then failed too, with their error.
+@by_family
+def test_retransmissions_a_firewall_drops_still_count(scripted, family: int) -> None:
+    outcome = scripted(user_timeout_behind_a_firewall, family)
+    assert outcome.script.received[-1].payload == b"anyone there?", outcome.script.transcript()
+    kernel = outcome.kernel("RetransSegs", "TCPRetransFail", "TCPAbortOnTimeout")
+    assert kernel["RetransSegs"] > 0, kernel
+    assert kernel["TCPRetransFail"] == kernel["RetransSegs"], f"not all dropped: {kernel}"
+    assert kernel["TCPAbortOnTimeout"] == 1, kernel
+    checks.counters_match(outcome)
+
+
 # issue 14 defect 7, fixed in 505b4f1: it was 'closed without FIN or RST'.
 @by_family
 def test_user_timeout_is_a_timeout(scripted, family: int) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from synfin.kernel.namespaces import NETNS_DIR, entered
 from synfin.kernel.procfs import ProcNet
+from synfin.lab.plays import nft
 from tests.peer.packets import Segment, parse
 
 TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
@@ -117,6 +118,14 @@ class TunNetwork:
         """A per-namespace sysctl (net.ipv4.tcp_synack_retries...), this namespace only."""
         with entered(self.namespace):
             Path("/proc/sys", *name.split(".")).write_text(str(value))
+
+    def drop_outgoing(self) -> None:
+        """From now on the namespace's firewall drops every packet it sends: a send fails with
+        EPERM before it reaches the device (nftables' output hook)."""
+        nft(
+            self.namespace,
+            "table inet drop { chain out { type filter hook output priority 0; drop; }; }",
+        )
 
     def proc_net(self) -> tuple[dict[str, int], dict[str, int]]:
         """(Tcp, TcpExt) of this namespace, read now."""
