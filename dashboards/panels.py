@@ -204,6 +204,14 @@ def health_panels() -> list[Panel]:
             "ops",
             [(GREEN, None), (RED, 0.001)],
         ),
+        stat(
+            "Probe runs skipped",
+            "Runs of synfin's programs the kernel skipped per second (a BPF program was already "
+            "running on that CPU): what they would have counted is missing.",
+            [(f"sum(rate(synfin_probe_missed_runs_total{{{SEL}}}[{RATE}]))", "skipped")],
+            "ops",
+            [(GREEN, None), (AMBER, 0.001)],
+        ),
         timeseries(
             "Hooks",
             "Each tracepoint synfin attaches: 1 attached, 0 not.",

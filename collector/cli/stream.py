@@ -43,7 +43,7 @@ from synfin.records.events import EVENT_FORMAT, Event
 from synfin.records.pump import Periodic, Pump, Stream
 from synfin.units import MONOTONIC_TO_WALL_NS
 from synfin.views.connections import ConnectionView
-from synfin.views.watch import View, unfollowed_note
+from synfin.views.watch import View, ViewCounters, skipped_note, unfollowed_note
 
 EventSink = Callable[[Event], None] | Callable[[ConnectionRecord], None]
 
@@ -109,6 +109,12 @@ class Streamed:
     undecodable: int
     lost: int  # records the ring buffer had no room for
     unfollowed: int  # sockets dropped from the probe's full socket table
+    skipped: int  # runs of the probe's programs the kernel skipped (synfin_probe_missed_runs)
+
+    def tell(self, counters: ViewCounters) -> None:
+        """Give a view's summary what was lost on the way to it."""
+        counters.lost, counters.undecodable = self.lost, self.undecodable
+        counters.unfollowed, counters.skipped = self.unfollowed, self.skipped
 
 
 def stream(
@@ -141,7 +147,9 @@ def stream(
         except BrokenPipeError:
             silence_stdout()
         unfollowed = probe.tracking_stats().evicted
-        return Streamed(pump.streams[0].tally.decoded, pump.undecodable, pump.lost(), unfollowed)
+        skipped = sum(probe.missed_runs().values())
+        decoded = pump.streams[0].tally.decoded
+        return Streamed(decoded, pump.undecodable, pump.lost(), unfollowed, skipped)
 
 
 @click.command()
@@ -198,8 +206,7 @@ def watch(request: StreamRequest, view_options: ViewOptions, reconcile_every: fl
 
     streamed = stream(request, "watch", start)
     view = views[0]
-    view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
-    view.counters.unfollowed = streamed.unfollowed
+    streamed.tell(view.counters)
     click.echo(view.summary(), err=True)
 
 
@@ -224,8 +231,7 @@ def watch_connections(request: StreamRequest, view_options: ViewOptions) -> None
 
     streamed = stream(request, "watch", start)
     view = views[0]
-    view.counters.lost, view.counters.undecodable = streamed.lost, streamed.undecodable
-    view.counters.unfollowed = streamed.unfollowed
+    streamed.tell(view.counters)
     click.echo(view.summary(), err=True)
 
 
@@ -262,4 +268,6 @@ def record(request: StreamRequest, output: Path) -> None:
     summary = f"synfin record: {streamed.decoded} {what}, {streamed.lost} lost"
     if streamed.unfollowed:
         summary += f", {unfollowed_note(streamed.unfollowed)}"
+    if streamed.skipped:
+        summary += f", {skipped_note(streamed.skipped)}"
     click.echo(f"{summary}, written to {output}", err=True)

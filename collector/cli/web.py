@@ -138,6 +138,7 @@ class WebSession:
         losses.segments_lost = self.capture.records_lost()
         losses.undecodable = self._pump.undecodable
         losses.unfollowed = self.probe.tracking_stats().evicted
+        losses.skipped = sum(self.probe.missed_runs().values())
 
     def pump(self, keep_going: Callable[[], bool]) -> None:
         self._pump.run(

@@ -272,6 +272,15 @@ class KernelCollector:
         records.add_metric(["sent"], counters.stream_sent)
         records.add_metric(["lost"], counters.stream_lost)
         yield records
+        missed = CounterMetricFamily(
+            "synfin_probe_missed_runs",
+            "Runs of synfin's programs the kernel skipped because a BPF program was already "
+            "running on that CPU: what they would have counted is missing.",
+            labels=["hook"],
+        )
+        for hook, n in sorted(counters.missed_runs.items()):
+            missed.add_metric([hook], n)
+        yield missed
         entries = GaugeMetricFamily(
             "synfin_bpf_map_entries", "Entries in synfin's BPF maps.", labels=["map"]
         )

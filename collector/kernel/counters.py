@@ -81,6 +81,7 @@ def read(probe: TcpProbe) -> Counters:
         sockets_evicted=tracking.evicted,
         timewait_untracked=tracking.timewait_untracked,
         reset_reasons=dict(probe.features.reset_reasons),
+        missed_runs=probe.missed_runs(),
         # The lean tier leaves timewait sockets to the census (exporter/timewait_census.py).
         timewait_sockets_known=probe.tier != LEAN,
     )

@@ -273,6 +273,28 @@ class TcpProbe(LoadedProbe):
         }
         return {name: name.encode() in live for name in self.expected_hooks()}
 
+    def missed_runs(self) -> dict[str, int]:
+        """Runs of each hook the kernel skipped because a BPF program was already running on
+        that CPU (bpf_prog_info.recursion_misses, Linux >= 5.12; 0 before): what those runs
+        would have counted is missing from the counters."""
+        return {
+            hook: int(tracing_loader.program_info(fd).recursion_misses)
+            for hook, fd in self.program_fds().items()
+        }
+
+    def program_fds(self) -> dict[str, int]:
+        """hook -> the fd of the program attached there."""
+        if self._bpf is None:
+            return {}
+        fds = {self._hook_name(p.tracepoint): p.prog_fd for p in self.programs if p.prog_fd >= 0}
+        for name, function in self._bpf.funcs.items():  # bcc's auto-attached programs
+            kind, _, tracepoint = name.partition(b"__")
+            if kind == b"tracepoint":
+                fds[tracepoint.replace(b"__", b":", 1).decode()] = function.fd
+            elif kind == b"raw_tracepoint":
+                fds[(RAW_CATEGORY.get(tracepoint, b"") + tracepoint).decode()] = function.fd
+        return fds
+
     def _hook_name(self, tracepoint: str) -> str:
         category = {**LEAN_HOOKS, **LEAN_RESET_HOOKS}[tracepoint]
         return f"{category}:{tracepoint}"

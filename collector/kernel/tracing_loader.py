@@ -95,8 +95,23 @@ class InfoByFdAttr(ctypes.Structure):
 
 
 class ProgInfo(ctypes.Structure):
-    # struct bpf_prog_info's first members: the kernel fills no more than info_len asks for.
-    _fields_ = [("type", U32), ("id", U32)]
+    # struct bpf_prog_info (UAPI: only ever extended at its end) up to recursion_misses (5.12).
+    # The kernel fills no more than info_len asks for; what an older one does not know stays 0.
+    _fields_ = [
+        ("type", U32), ("id", U32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", U32), ("xlated_prog_len", U32),
+        ("jited_prog_insns", U64), ("xlated_prog_insns", U64), ("load_time", U64),
+        ("created_by_uid", U32), ("nr_map_ids", U32), ("map_ids", U64),
+        ("name", ctypes.c_char * 16), ("ifindex", U32), ("gpl_compatible", U32),
+        ("netns_dev", U64), ("netns_ino", U64),
+        ("nr_jited_ksyms", U32), ("nr_jited_func_lens", U32),
+        ("jited_ksyms", U64), ("jited_func_lens", U64),
+        ("btf_id", U32), ("func_info_rec_size", U32), ("func_info", U64),
+        ("nr_func_info", U32), ("nr_line_info", U32), ("line_info", U64),
+        ("jited_line_info", U64), ("nr_jited_line_info", U32), ("line_info_rec_size", U32),
+        ("jited_line_info_rec_size", U32), ("nr_prog_tags", U32), ("prog_tags", U64),
+        ("run_time_ns", U64), ("run_cnt", U64), ("recursion_misses", U64),
+    ]  # fmt: skip
 
 
 def sys_bpf_number(machine: str | None = None) -> int:
@@ -225,14 +240,19 @@ def open_raw_tracepoint(prog_fd: int, name: str) -> int:
     return fd
 
 
-def program_id(prog_fd: int) -> int:
-    """The kernel's id of a loaded program (what ``bpftool prog show id`` takes)."""
+def program_info(prog_fd: int) -> ProgInfo:
+    """What the kernel says of a loaded program (``bpftool prog show`` reads the same)."""
     info = ProgInfo()
     attr = InfoByFdAttr(prog_fd, ctypes.sizeof(info), ctypes.addressof(info))
     result, code = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     if result < 0:
         raise explain("BPF_OBJ_GET_INFO_BY_FD", code)
-    return int(info.id)
+    return info
+
+
+def program_id(prog_fd: int) -> int:
+    """The kernel's id of a loaded program (what ``bpftool prog show id`` takes)."""
+    return int(program_info(prog_fd).id)
 
 
 @dataclass

@@ -44,6 +44,7 @@ class Counters:
     sockets_evicted: int = 0
     timewait_untracked: int = 0
     reset_reasons: dict[int, str] = field(default_factory=dict)
+    missed_runs: dict[str, int] = field(default_factory=dict)  # hook ("sock:inet_sock_set_state")
     # False when ``sockets`` holds no timewait sockets (the lean tier without a census).
     timewait_sockets_known: bool = True
 
@@ -77,7 +78,9 @@ class Counters:
         return cls.from_json(path.read_text())
 
 
-def _key(text: str) -> int | tuple[int, ...]:
+def _key(text: str) -> int | tuple[int, ...] | str:
+    if not text.replace(",", "").lstrip("-").isdigit():
+        return text  # a name: a hook's
     parts = tuple(int(part) for part in text.split(","))
     return parts[0] if len(parts) == 1 else parts
 

@@ -37,12 +37,17 @@ def unfollowed_note(sockets: int) -> str:
     )
 
 
+def skipped_note(runs: int) -> str:
+    return f"{runs} probe run(s) skipped by the kernel (a BPF program was already running there)"
+
+
 @dataclass
 class ViewCounters:
     seen: int = 0
     undecodable: int = 0
     lost: int = 0
     unfollowed: int = 0  # sockets the probe's full table stopped following
+    skipped: int = 0  # runs of the probe's programs the kernel skipped
     endings: Counter[str] = field(default_factory=Counter)  # connections by how they ended
 
     def losses(self) -> str:
@@ -54,6 +59,8 @@ class ViewCounters:
             text += f", {self.undecodable} undecodable"
         if self.unfollowed:
             text += f", {unfollowed_note(self.unfollowed)}"
+        if self.skipped:
+            text += f", {skipped_note(self.skipped)}"
         return text
 
     def count_ending(self, verdict: Classification) -> None:

@@ -80,6 +80,7 @@ class Losses:
     undecodable: int = 0
     unfollowed: int = 0  # sockets the probe's table stopped following
     segments_lost: int = 0  # the ladders' segment records dropped
+    skipped: int = 0  # runs of the probe's programs the kernel skipped
 
     def to_dict(self) -> dict[str, int]:
         return dict(vars(self))

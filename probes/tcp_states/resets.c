@@ -12,7 +12,13 @@
 
 #if OBSERVE_RESETS
 
-#include <uapi/asm-generic/errno.h>  // ABI: the values are the same in every kernel
+// errno values of asm-generic, shared by every architecture synfin loads on (x86_64, arm64,
+// riscv64, ppc64le, s390x): ABI, the same in every kernel version.
+#define EINVAL_NUM 22
+#define EAGAIN_NUM 11
+#define ENOMEM_NUM 12
+#define EBUSY_NUM 16
+#define EHOSTUNREACH_NUM 113
 
 #if RESET_SOCKADDR
 // A sockaddr_in or sockaddr_in6 (as the tracepoint stores it) into the event's address form.
@@ -156,8 +162,8 @@ static __always_inline void on_reset_received(struct sock *sk, struct sock_entry
 // there.)
 static __always_inline bool retransmission_counted(int err)
 {
-    return err != -EBUSY && err != -EINVAL && err != -ENOMEM && err != -EHOSTUNREACH &&
-           err != -EAGAIN;
+    return err != -EBUSY_NUM && err != -EINVAL_NUM && err != -ENOMEM_NUM &&
+           err != -EHOSTUNREACH_NUM && err != -EAGAIN_NUM;
 }
 
 // RetransSegs counts segments: a retransmitted skb may carry several (tcp_skb_pcount).

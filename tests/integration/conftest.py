@@ -68,6 +68,16 @@ def port() -> int:
     return next(_next_port)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed scripted-peer test's rerun (scripts/test.sh) runs the scripts again: the
+    session's cached outcomes would fail it the same way whatever happened the first time."""
+    report = (yield).get_result()  # type: ignore[attr-defined]
+    scripted = getattr(item, "funcargs", {}).get("scripted")
+    if report.failed and isinstance(scripted, Scripted):
+        scripted.cache.clear()
+
+
 @pytest.fixture(scope="session")
 def scripted(recorder: Recorder) -> Scripted:
     """Runs a scripted-peer test's script in its own namespace (tun device, no peer kernel)

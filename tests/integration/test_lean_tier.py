@@ -4,6 +4,8 @@ driven for real (probes/tcp_states/without_timers.c)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import struct
 import subprocess
@@ -19,6 +21,7 @@ from synfin.engine.states import KernelState
 from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.exporter.timewait_census import HANDOVERS
 from synfin.kernel import counters as counters_module
+from synfin.kernel import tracing_loader
 from synfin.kernel.loader import ProbeError
 from synfin.kernel.namespaces import entered, entered_path
 from synfin.kernel.procfs import ProcNet
@@ -444,3 +447,27 @@ def test_both_tiers_count_retransmitted_segments_as_linux_does(hosts: HostPair) 
                 ["ip", "netns", "exec", host.namespace, "nft", "delete", "table", "inet", "lossy"],
                 capture_output=True, check=False,
             )  # fmt: skip
+
+
+def bpftool_program(program_id: int) -> dict[str, object]:
+    command = ["bpftool", "--json", "prog", "show", "id", str(program_id)]
+    shown: dict[str, object] = json.loads(subprocess.check_output(command, text=True))
+    return shown
+
+
+@pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool is not installed")
+def test_missed_runs_are_what_the_kernel_says_of_each_hooks_program(hosts: HostPair) -> None:
+    """synfin_probe_missed_runs_total: one program per hook the tier attaches, and for each
+    the recursion misses bpftool shows (it prints them only when there are some)."""
+    for tier in (LEAN, TIMERS):
+        with counting(tier) as probe:
+            SCENARIOS["client-closes"].run(hosts, socket.AF_INET, next(_bulk_ports))
+            fds = probe.program_fds()
+            assert sorted(fds) == sorted(probe.expected_hooks())
+            missed = probe.missed_runs()
+            shown = {}
+            for hook, fd in fds.items():
+                program = bpftool_program(tracing_loader.program_id(fd))
+                assert program["type"] in ("tracepoint", "raw_tracepoint", "tracing"), program
+                shown[hook] = program.get("recursion_misses", 0)
+            assert missed == shown, tier

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from synfin.kernel import counters as counters_module
-from synfin.kernel.state_probe import ProbeOptions, TcpProbe
+from synfin.kernel.state_probe import TIMERS, ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
 from synfin.lab.scenarios import SCENARIOS
 from tests.paths import FIXTURES
@@ -27,8 +27,9 @@ GOLDEN_PORTS = (35000, 35001, 35002, 35003)
 @pytest.mark.bpf
 @pytest.mark.netns
 def test_record_counters_of_real_scenarios(hosts: HostPair) -> None:
-    """A fresh probe's counters after known scenarios (the golden test's input when updating)."""
-    with TcpProbe(ProbeOptions(stream_events=False)) as probe:
+    """A fresh probe's counters after known scenarios (the golden test's input when updating).
+    The timers tier: it follows timewait sockets itself, so the golden text has their gauge."""
+    with TcpProbe(ProbeOptions(stream_events=False, tier=TIMERS)) as probe:
         probe.set_labels(GOLDEN_PORTS)
         names = ["client-closes", "refused", "reset-abort", "simultaneous-close"]
         for name, port in zip(names, GOLDEN_PORTS, strict=True):

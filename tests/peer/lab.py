@@ -58,6 +58,7 @@ class PeerLab:
             self.recorder.reset()  # every event of the host: see the module's docstring
             self.net.on_idle = lambda: self.recorder.probe.poll(0)
             self.lost_before = self.recorder.probe.records_lost()
+            self.missed_before = self._missed_runs()
             self.before = self.observer.snapshot()
         except BaseException:
             self.__exit__()
@@ -90,6 +91,14 @@ class PeerLab:
     def lost(self) -> int:
         """Records the ring buffer had no room for since the script began (any namespace's)."""
         return self.recorder.probe.records_lost() - self.lost_before
+
+    def _missed_runs(self) -> int:
+        return sum(self.recorder.probe.missed_runs().values())
+
+    def missed(self) -> int:
+        """Runs of the probe's programs the kernel skipped since the script began (a BPF
+        program was already running on that CPU, anyone's): the counters may lack them."""
+        return self._missed_runs() - self.missed_before
 
     def foreign(self) -> list[Event]:
         """Events of other namespaces since the script began."""
@@ -172,7 +181,8 @@ def run_quietly(
 ) -> Outcome[T]:
     """Run ``script(lab, family, **params)`` in a fresh namespace, wait for ``done``
     (default: one connection classified), gather the outcome; again (up to ATTEMPTS times)
-    while another namespace was active at the same time."""
+    while another namespace was active at the same time, the stream lost records or the
+    kernel skipped a run of the probe's programs (synfin_probe_missed_runs_total)."""
     description = recorder.probe.description()
     for _attempt in range(ATTEMPTS):
         with PeerLab(recorder, next_port()) as lab:
@@ -182,16 +192,19 @@ def run_quietly(
             deltas = lab.deltas()
             foreign = lab.foreign()
             lost = lab.lost()
+            missed = lab.missed()
             view = engine_view(events, description)
             outcome = Outcome(
                 family, lab.port, lab.net.inode, result, events, view, deltas, gauge, census,
                 foreign,
             )  # fmt: skip
-        if not foreign and not lost:
+        if not foreign and not lost and not missed:
             return outcome
     if lost:
         # Other namespaces' events filled the ring buffer: this one's may be missing too.
         pytest.skip(f"the event stream lost {lost} records in each of {ATTEMPTS} attempts")
+    if missed:
+        pytest.skip(f"the kernel skipped {missed} runs of the probe in each of {ATTEMPTS} attempts")
     return outcome
 
 

@@ -90,3 +90,11 @@ def test_golden_metrics_pass_promtool() -> None:
 def test_counters_survive_json() -> None:
     counters = Counters.load(RECORDED)
     assert Counters.from_json(counters.to_json()) == counters
+    assert counters.missed_runs["sock:inet_sock_set_state"] == 0  # a hook's name stays a name
+
+
+def test_missed_runs_are_exported_per_hook() -> None:
+    counters = Counters(missed_runs={"sock:inet_sock_set_state": 3, "tcp:tcp_destroy_sock": 0})
+    text = render(counters, Labelling()).decode()
+    assert 'synfin_probe_missed_runs_total{hook="sock:inet_sock_set_state"} 3.0' in text
+    assert 'synfin_probe_missed_runs_total{hook="tcp:tcp_destroy_sock"} 0.0' in text

@@ -16,6 +16,7 @@ from synfin.kernel.btf import BTF, KIND_INT, KIND_TYPEDEF
 from synfin.kernel.loader import ProbeError
 from synfin.kernel.tracing_loader import (
     InfoByFdAttr,
+    ProgInfo,
     ProgLoadAttr,
     RawTracepointOpenAttr,
     TracingLoadError,
@@ -67,6 +68,18 @@ def test_the_other_attrs_have_the_kernels_layout() -> None:
     assert ctypes.sizeof(RawTracepointOpenAttr) == 24
     assert offsets(InfoByFdAttr) == {"bpf_fd": 0, "info_len": 4, "info": 8}
     assert ctypes.sizeof(InfoByFdAttr) == 16
+
+
+@needs_btf
+def test_prog_info_has_the_running_kernels_layout() -> None:
+    """Every member of struct bpf_prog_info synfin reads, where this kernel's BTF puts it
+    (recursion_misses: the runs the kernel skipped, synfin_probe_missed_runs_total)."""
+    btf = BTF.from_file(VMLINUX)
+    found = offsets(ProgInfo)
+    for name in found:
+        if name != "gpl_compatible":  # a bitfield there; ctypes holds its whole word
+            assert found[name] == btf.offset(f"bpf_prog_info.{name}"), name
+    assert found["recursion_misses"] == 208 and ctypes.sizeof(ProgInfo) == 216
 
 
 def test_the_syscall_number_follows_the_architecture() -> None:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from synfin.cli.main import main
 from synfin.errors import EXIT_USAGE
 from synfin.views.lines import CSV_COLUMNS
+from synfin.views.watch import ViewCounters
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES / "scenarios"
@@ -77,3 +78,13 @@ def test_json_and_csv_together_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["replay", REFUSED, "--json", "--csv"])
     assert result.exit_code == EXIT_USAGE
     assert "choose one of --json and --csv" in result.output
+
+
+def test_the_summary_names_every_loss_with_what_to_do() -> None:
+    counters = ViewCounters(seen=10, lost=2, undecodable=1, unfollowed=3, skipped=4)
+    assert counters.losses() == (
+        " (raise --ring-buffer-pages or narrow the filters), 1 undecodable, "
+        "3 socket(s) no longer followed (the socket table was full: raise --max-sockets), "
+        "4 probe run(s) skipped by the kernel (a BPF program was already running there)"
+    )
+    assert ViewCounters(seen=10).losses() == ""

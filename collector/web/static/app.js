@@ -128,6 +128,7 @@ function setStatus(losses, missed) {
   if (losses.undecodable) parts.push(`${losses.undecodable} undecodable`);
   if (losses.unfollowed) parts.push(`${losses.unfollowed} sockets not followed (table full)`);
   if (losses.segments_lost) parts.push(`${losses.segments_lost} segment records lost`);
+  if (losses.skipped) parts.push(`${losses.skipped} probe runs skipped by the kernel`);
   if (missed) parts.push(`this page missed ${missed} updates (it read too slowly)`);
   $("status").textContent = parts.length ? "Missing: " + parts.join("; ") : "live, nothing lost";
   $("status").classList.toggle("losing", parts.length > 0);
