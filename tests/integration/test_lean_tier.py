@@ -22,6 +22,7 @@ from synfin.exporter.kernel_metrics import KernelCollector, Labelling
 from synfin.exporter.timewait_census import HANDOVERS
 from synfin.kernel import counters as counters_module
 from synfin.kernel import tracing_loader
+from synfin.kernel.features import detect
 from synfin.kernel.loader import ProbeError
 from synfin.kernel.namespaces import entered, entered_path
 from synfin.kernel.procfs import ProcNet
@@ -426,9 +427,11 @@ def test_both_tiers_count_retransmitted_segments_as_linux_does(hosts: HostPair) 
     """Bulk transfers through loss: the server's firewall drops arriving data (segments lost on
     the way, retransmitted, several to an skb in a recovery), the client's drops some of what it
     sends (a retransmission that fails after Linux counted it). RetransSegs counts segments
-    and failed attempts alike; so must both tiers."""
+    and failed attempts alike; so must both tiers. Before 6.18 the tracepoint does not report
+    failed attempts (docs/metrics.md): there the client drops nothing."""
     nft(hosts.server.namespace, LOSSY.format(chain="input", one_in=8))
-    nft(hosts.client.namespace, LOSSY.format(chain="output", one_in=16))
+    if detect().defines["RETRANSMIT_HAS_ERR"]:
+        nft(hosts.client.namespace, LOSSY.format(chain="output", one_in=16))
     try:
         for tier in (LEAN, TIMERS):
             with counting(tier) as probe:

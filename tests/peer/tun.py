@@ -124,7 +124,7 @@ class TunNetwork:
         EPERM before it reaches the device (nftables' output hook)."""
         nft(
             self.namespace,
-            "table inet drop { chain out { type filter hook output priority 0; drop; }; }",
+            "table inet peer_drop { chain out { type filter hook output priority 0; drop; }; }",
         )
 
     def proc_net(self) -> tuple[dict[str, int], dict[str, int]]:
