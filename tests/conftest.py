@@ -5,6 +5,7 @@ cannot give them (in CI here they run). Unit tests need neither.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -26,3 +27,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("bpf") or item.get_closest_marker("netns"):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A try that failed and is run again (scripts/test.sh's --reruns) says why, in the log:
+    a flaky test passes on its rerun, and without this the reason is lost."""
+    if report.outcome == "rerun" and report.longrepr is not None:
+        lines = [line for line in report.longreprtext.splitlines() if line.startswith("E ")]
+        reason = lines[0][1:].strip() if lines else report.longreprtext.splitlines()[-1]
+        print(f"\nRERUN {report.nodeid}: {reason[:300]}", file=sys.stderr)
