@@ -33,6 +33,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """A try that failed and is run again (scripts/test.sh's --reruns) says why, in the log:
     a flaky test passes on its rerun, and without this the reason is lost."""
     if report.outcome == "rerun" and report.longrepr is not None:
-        lines = [line for line in report.longreprtext.splitlines() if line.startswith("E ")]
-        reason = lines[0][1:].strip() if lines else report.longreprtext.splitlines()[-1]
-        print(f"\nRERUN {report.nodeid}: {reason[:300]}", file=sys.stderr)
+        lines = [line[1:].strip() for line in report.longreprtext.splitlines() if line[:2] == "E "]
+        # The message's first line, and the comparison pytest explains (a long message, such as
+        # a whole ladder, would hide it).
+        shown = [*lines[:1], *[line for line in lines[1:] if line.startswith("assert ")][:1]]
+        reason = " | ".join(shown) or report.longreprtext.splitlines()[-1]
+        print(f"\nRERUN {report.nodeid}: {reason[:400]}", file=sys.stderr)
