@@ -28,6 +28,7 @@ from synfin.engine.classify import (
     classify,
 )
 from synfin.engine.states import KernelState, State, documented
+from synfin.exporter.probe_health import probe_health
 from synfin.records import abi
 from synfin.records.addresses import AF_INET, AF_INET6, family_name
 from synfin.records.counters import HIST_SLOTS, Counters, Histogram
@@ -128,7 +129,7 @@ class KernelCollector:
         yield from self._outcomes(counters)
         yield from self._durations(counters)
         yield from self._resets_and_retransmits(counters)
-        yield from self._self(counters)
+        yield from probe_health(counters)
 
     def _states(self, counters: Counters) -> Iterator[Metric]:
         transitions = CounterMetricFamily(
@@ -262,41 +263,3 @@ class KernelCollector:
             )
             retransmits.add_metric([RETRANSMIT_KINDS.get(kind, "unknown"), label], n)
         yield from (sent, received, retransmits)
-
-    def _self(self, counters: Counters) -> Iterator[Metric]:
-        records = CounterMetricFamily(
-            "synfin_stream_records",
-            "Per-event records for the live views: sent, or lost because the ring buffer was full.",
-            labels=["outcome"],
-        )
-        records.add_metric(["sent"], counters.stream_sent)
-        records.add_metric(["lost"], counters.stream_lost)
-        yield records
-        missed = CounterMetricFamily(
-            "synfin_probe_missed_runs",
-            "Runs of synfin's programs the kernel skipped because a BPF program was already "
-            "running on that CPU: what they would have counted is missing.",
-            labels=["hook"],
-        )
-        for hook, n in sorted(counters.missed_runs.items()):
-            missed.add_metric([hook], n)
-        yield missed
-        entries = GaugeMetricFamily(
-            "synfin_bpf_map_entries", "Entries in synfin's BPF maps.", labels=["map"]
-        )
-        capacity = GaugeMetricFamily(
-            "synfin_bpf_map_capacity", "Capacity of synfin's BPF maps.", labels=["map"]
-        )
-        entries.add_metric(["sockets"], counters.sockets_live)
-        capacity.add_metric(["sockets"], counters.sockets_capacity)
-        yield from (entries, capacity)
-        yield CounterMetricFamily(
-            "synfin_bpf_map_evictions",
-            "Sockets synfin stopped following because its map was full (raise --max-sockets).",
-            value=counters.sockets_evicted,
-        )
-        yield CounterMetricFamily(
-            "synfin_timewait_untracked",
-            "Timewait sockets that ended without synfin seeing them begin (before it started).",
-            value=counters.timewait_untracked,
-        )
