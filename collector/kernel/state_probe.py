@@ -13,8 +13,9 @@ Two tiers, one source:
   hooks, which observe every timewait step as it happens (the live views need that; so does a
   kernel without tp_btf, socket cookies and atomics for tracing programs, before 5.12).
 
-Just over 300 lines because choosing the tier, loading it (the lean tier's tp_btf programs
-through tracing_loader) and reporting its hooks belong to one object with one lifetime.
+Over 300 lines because choosing the tier, loading it (the lean tier's tp_btf programs
+through tracing_loader) and reporting on its hooks (attached, runs the kernel skipped) belong
+to one object with one lifetime: the programs it holds.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ RAW_CATEGORY = {
     b"timer_expire_entry": b"timer:",
     b"timer_cancel": b"timer:",
 }
+
+
+def raw_hook(name: bytes) -> str:
+    """A raw tracepoint bcc names alone ("softirq_entry") as the hook "irq:softirq_entry"."""
+    return (RAW_CATEGORY.get(name, b"") + name).decode()
 
 
 @dataclass(frozen=True)
@@ -268,7 +274,7 @@ class TcpProbe(LoadedProbe):
         # bcc keys raw tracepoints by name alone.
         live = {
             *bpf.tracepoint_fds,
-            *(RAW_CATEGORY.get(name, b"") + name for name in bpf.raw_tracepoint_fds),
+            *(raw_hook(name).encode() for name in bpf.raw_tracepoint_fds),
             *(self._hook_name(p.tracepoint).encode() for p in self.programs if p.link_fd >= 0),
         }
         return {name: name.encode() in live for name in self.expected_hooks()}
@@ -292,7 +298,7 @@ class TcpProbe(LoadedProbe):
             if kind == b"tracepoint":
                 fds[tracepoint.replace(b"__", b":", 1).decode()] = function.fd
             elif kind == b"raw_tracepoint":
-                fds[(RAW_CATEGORY.get(tracepoint, b"") + tracepoint).decode()] = function.fd
+                fds[raw_hook(tracepoint)] = function.fd
         return fds
 
     def _hook_name(self, tracepoint: str) -> str:
