@@ -133,18 +133,22 @@ def handovers(counters: Counters) -> int:
     return sum(n for (counter, _family), n in counters.timewait.items() if counter in HANDOVERS)
 
 
-def timewaits_scheduled() -> int:
-    """TcpExt TW + TWKilled of every namespace: the timewait sockets the kernel scheduled
-    (synfin counts hand-overs host-wide, whatever else runs meanwhile)."""
+def everywhere(read: Callable[[ProcNet], int]) -> int:
+    """``read`` summed over every network namespace (synfin counts host-wide, whatever else
+    runs meanwhile)."""
     total = 0
     for path in namespaces().values():
         try:
             with entered_path(path):
-                ext = ProcNet().tcp_ext()
+                total += read(ProcNet())
         except FileNotFoundError:
             continue  # gone meanwhile
-        total += ext["TW"] + ext["TWKilled"]
     return total
+
+
+def timewaits_scheduled() -> int:
+    """TcpExt TW + TWKilled: the timewait sockets the kernel scheduled."""
+    return everywhere(lambda net: (ext := net.tcp_ext())["TW"] + ext["TWKilled"])
 
 
 _ports = iter(range(39300, 39600, 30))  # a rerun gets new ports: timewait sockets hold old ones
@@ -209,15 +213,8 @@ def server_handshakes(probe: TcpProbe) -> tuple[int, int]:
 
 
 def passive_opens() -> int:
-    """Tcp PassiveOpens summed over every namespace: the handshakes the histogram may hold."""
-    total = 0
-    for path in namespaces().values():
-        try:
-            with entered_path(path):
-                total += ProcNet().tcp()["PassiveOpens"]
-        except FileNotFoundError:
-            continue
-    return total
+    """Tcp PassiveOpens: the handshakes the histogram may hold."""
+    return everywhere(lambda net: net.tcp()["PassiveOpens"])
 
 
 def alone(measure: Callable[[], tuple[int, int]]) -> tuple[int, int]:
@@ -380,16 +377,9 @@ def pair_with(
     return client, listener.accept()[0]
 
 
-def retransmitted_segments_everywhere() -> int:
-    """Tcp RetransSegs summed over every network namespace (synfin counts host-wide)."""
-    total = 0
-    for path in namespaces().values():
-        try:
-            with entered_path(path):
-                total += ProcNet().tcp()["RetransSegs"]
-        except FileNotFoundError:
-            continue  # gone meanwhile
-    return total
+def retransmitted_segments() -> int:
+    """Tcp RetransSegs (synfin's retransmits are host-wide)."""
+    return everywhere(lambda net: net.tcp()["RetransSegs"])
 
 
 _bulk_ports = iter(range(39900, 39960))  # one a tier and attempt: a timewait socket holds it
@@ -435,10 +425,10 @@ def test_both_tiers_count_retransmitted_segments_as_linux_does(hosts: HostPair) 
     try:
         for tier in (LEAN, TIMERS):
             with counting(tier) as probe:
-                before = retransmitted_segments_everywhere()
+                before = retransmitted_segments()
                 bulk_transfers(hosts, next(_bulk_ports))
                 time.sleep(0.3)  # the last retransmissions are over with the sockets
-                kernel = retransmitted_segments_everywhere() - before
+                kernel = retransmitted_segments() - before
                 counted = sum(counters_module.read(probe).retransmits.values())
             assert kernel > 0, "no segment was retransmitted: the firewalls dropped nothing"
             assert counted == kernel, (
