@@ -8,7 +8,7 @@ see probes/tcp_states.c); this engine turns those records into documented steps,
 observed or inferred, and classifies each connection when it ends (collector/engine/classify.py).
 
 It imports nothing from bcc: replay feeds it recorded events, the tests feed it both.
-(Just over 300 lines: one state machine, whose handlers read each other's bookkeeping.)
+(Over 300 lines: one state machine, whose handlers read each other's bookkeeping.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each capability needs some of: a tracepoint with certain fields (tracefs), a str
 offset (BTF), a function's address (kallsyms). Where one is missing the capability is off, the
 probe compiles without it, and ``synfin doctor`` says what is inferred instead and why.
 
-Just over 300 lines because every capability's requirements (tracepoint fields, BTF paths,
+Over 300 lines because every capability's requirements (tracepoint fields, BTF paths,
 symbols) stay beside the one ``detect`` that turns them into -D flags: split, a capability's
 switch and its layout would live in two files.
 """
