@@ -101,6 +101,17 @@ class Prometheus:
         ) as reply:
             return list(json.load(reply)["data"]["result"])
 
+    def scraped_after(self, moment: float, timeout: float = 20.0) -> float:
+        """When the first scrape that began after ``moment`` (epoch seconds) began, once
+        Prometheus holds it: every counter it read was read after ``moment``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            at = self.query("max(timestamp(up))")
+            if at is not None and at > moment:
+                return at
+            assert time.monotonic() < deadline, f"no scrape after {moment} in {timeout} s"
+            time.sleep(0.2)
+
     def wait_for(self, expr: str, expected: float, timeout: float = 20.0) -> float | None:
         deadline = time.monotonic() + timeout
         while True:

@@ -54,8 +54,9 @@ def test_prometheus_sees_exactly_what_happened(hosts: HostPair, tmp_path: Path, 
             == 2
         )
         assert prom.wait_for(f'sum(synfin_tcp_closes_total{{port="{abort}"}})', 2) == 2
-        time.sleep(1.5)  # one more scrape, so every counter read is from after the scenarios
-        ended = time.time()
+        # Every counter read from a scrape after the scenarios: a fixed wait for "one more
+        # scrape" was too short on a loaded machine or under emulation.
+        ended = prom.scraped_after(time.time())
 
         q = prom.query
         closes = "synfin_tcp_closes_total"
