@@ -40,6 +40,28 @@ def nft(namespace: str, rules: str) -> None:
         )
 
 
+def _timewait_query(namespace: str, port: int, *options: str) -> list[str]:
+    """`ss` on the client side's TIME-WAIT sockets to ``port`` in ``namespace``."""
+    result = subprocess.run(
+        ["ip", "netns", "exec", namespace, "ss", "-Htn", *options, "state", "time-wait",
+         "dport", "=", f":{port}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout.splitlines()
+
+
+def kill_timewait(namespace: str, port: int, count: int = 1) -> None:
+    """Kill the ``count`` TIME-WAIT sockets to ``port`` with `ss -K`, once all are there: the
+    peer's last FIN is delivered asynchronously (veth), so a close() returning does not mean
+    its socket reached TIME-WAIT, and `ss -K` would miss a socket still in FIN-WAIT-2."""
+    deadline = time.monotonic() + TIMEOUT
+    while len(_timewait_query(namespace, port)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} TIME-WAIT sockets to port {port} never appeared")
+        time.sleep(0.01)
+    _timewait_query(namespace, port, "-K")
+
+
 def listen(hosts: HostPair, family: int, port: int) -> socket.socket:
     listener = hosts.server.socket(family)
     listener.settimeout(TIMEOUT)
@@ -252,12 +274,7 @@ def unread_data_abort(hosts: HostPair, family: int, port: int) -> None:
 def time_wait_killed(hosts: HostPair, family: int, port: int) -> None:
     """The normal close, then the client's TIME-WAIT socket killed with `ss -K`."""
     client_closes(hosts, family, port)
-    subprocess.run(
-        ["ip", "netns", "exec", hosts.client.namespace, "ss", "-K", "-tn", "state", "time-wait",
-         "dport", "=", f":{port}"],
-        capture_output=True,
-        check=True,
-    )  # fmt: skip
+    kill_timewait(hosts.client.namespace, port)
 
 
 def keepalive(hosts: HostPair, family: int, port: int, requests: int = 50) -> None:

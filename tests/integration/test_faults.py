@@ -4,7 +4,6 @@ do not stall synfin."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -13,6 +12,7 @@ import pytest
 
 from synfin.kernel.state_probe import ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
+from synfin.lab.plays import kill_timewait
 from synfin.lab.storms import STORMS
 from synfin.records.connections import CONNECTION_LAYOUT, connection_from_fields
 from synfin.records.events import EventKind
@@ -72,11 +72,7 @@ def test_a_full_ring_buffer_counts_every_connection_record_it_drops(hosts: HostP
             probe.set_filter((port,))
         tiny_before, big_before = tiny.stream_stats(), big.stream_stats()
         STORMS["time-wait-storm"].run(hosts, socket.AF_INET, port, count)  # nobody polls meanwhile
-        subprocess.run(
-            ["ip", "netns", "exec", hosts.client.namespace, "ss", "-K", "-tn", "state",
-             "time-wait", f"( dport = :{port} )"],
-            capture_output=True, check=True,
-        )  # fmt: skip
+        kill_timewait(hosts.client.namespace, port, count)
         time.sleep(0.2)
         tiny.drain()
         big.drain()

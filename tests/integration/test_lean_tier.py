@@ -29,7 +29,7 @@ from synfin.kernel.procfs import ProcNet
 from synfin.kernel.sock_diag import namespaces
 from synfin.kernel.state_probe import LEAN, TIMERS, ProbeOptions, TcpProbe
 from synfin.lab.hosts import HostPair
-from synfin.lab.plays import listen, nft, pair, read_to_eof
+from synfin.lab.plays import kill_timewait, listen, nft, pair, read_to_eof
 from synfin.lab.scenarios import SCENARIOS
 from synfin.records.addresses import AF_INET
 from synfin.records.counters import Counters
@@ -325,11 +325,7 @@ def test_a_timewait_kill_is_inferred_from_the_census(hosts: HostPair) -> None:
                 > total(before, connections, state="time_wait")
             ),
         )
-        subprocess.run(
-            ["ip", "netns", "exec", hosts.client.namespace, "ss", "-K", "-tn", "state",
-             "time-wait", "dport", "=", f":{port}"],
-            capture_output=True, check=True,
-        )  # fmt: skip
+        kill_timewait(hosts.client.namespace, port)
         after = wait_until(
             metrics,
             lambda s: total(s, transitions, **killed) > total(seen, transitions, **killed),
