@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -78,28 +80,42 @@ def synfin_run(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 class Prometheus:
+    """Prometheus' HTTP API over one kept-alive connection: a query opens no new TCP
+    connection, so the test's own queries are not among the connections synfin counts."""
+
     def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """(status, body) of a GET; reconnects once if Prometheus closed the idle connection."""
+        for attempt in (1, 2):
+            try:
+                self.connection.request("GET", path)
+                reply = self.connection.getresponse()
+                return reply.status, reply.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _api(self, expr: str, at: float | None = None) -> dict[str, Any]:
+        params = {"query": expr} | ({"time": f"{at:.3f}"} if at else {})
+        status, body = self.get(f"/api/v1/query?{urllib.parse.urlencode(params)}")
+        reply = json.loads(body)
+        assert status == 200 and reply["status"] == "success", reply
+        return dict(reply["data"])
 
     def query(self, expr: str, at: float | None = None) -> float | None:
         """The single value of an instant query; None when it returns no series."""
-        params = {"query": expr} | ({"time": f"{at:.3f}"} if at else {})
-        with urllib.request.urlopen(
-            f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
-        ) as reply:
-            body = json.load(reply)
-        assert body["status"] == "success", body
-        result = body["data"]["result"]
+        result = self._api(expr, at)["result"]
         if not result:
             return None
         assert len(result) == 1, f"{expr} returned {len(result)} series"
         return float(result[0]["value"][1])
 
     def series(self, expr: str) -> list[dict[str, object]]:
-        with urllib.request.urlopen(
-            f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        ) as reply:
-            return list(json.load(reply)["data"]["result"])
+        return list(self._api(expr)["result"])
 
     def scraped_after(self, moment: float, timeout: float = 20.0) -> float:
         """When the first scrape that began after ``moment`` (epoch seconds) began, once
@@ -150,15 +166,15 @@ def prometheus(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"{server.url}/-/ready") as reply:
-                    if reply.status == 200:
-                        break
+                if server.get("/-/ready")[0] == 200:
+                    break
             except OSError:
-                pass
+                server.connection.close()
             assert time.monotonic() < deadline, "Prometheus did not become ready"
             time.sleep(0.2)
         assert server.wait_for('up{job="synfin"}', 1.0) == 1.0, "Prometheus cannot scrape synfin"
         yield server
     finally:
+        server.connection.close()
         process.terminate()
         process.wait(timeout=10)
