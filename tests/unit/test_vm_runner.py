@@ -63,3 +63,23 @@ def test_a_guest_kernel_panic_is_named_from_the_console() -> None:
         runner.panic_of(PANIC)
         == "Oops: int3: 0000 [#2] PREEMPT SMP NOPTI RIP: 0010:enqueue_timer+0x45/0x100"
     )
+
+
+def test_a_failed_check_prints_why_from_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results, logs = tmp_path / "results.txt", tmp_path / "out"
+    logs.mkdir()
+    results.write_text("scenarios\tFAIL\texit 1\nsetup\tFAIL\texit 2\nfinished\tok\t\n")
+    (logs / "scenarios.log").write_text(
+        ".F\n    def test():\n>       assert 15.0 == 14.0\nE       assert 15.0 == 14.0\n"
+        "FAILED tests/x.py::test - assert 15.0 == 14.0\n1 failed in 1s\n"
+    )
+    (logs / "setup.log").write_text("".join(f"step {n}\n" for n in range(20)))
+    assert not runner.report("bookworm", results, logs)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("| ", 1)[1] for line in out if "| " in line] == [
+        "E       assert 15.0 == 14.0",
+        "FAILED tests/x.py::test - assert 15.0 == 14.0",
+        *(f"step {n}" for n in range(12, 20)),
+    ]

@@ -194,12 +194,26 @@ def panic_of(console: str) -> str:
     return " ".join(line.split("] ", 1)[-1].strip() for line in oops[:2]) or "no Oops line"
 
 
-def report(suite: str, results: Path) -> bool:
-    """One line per check the guest reported; False if one failed or none came."""
+def why_it_failed(log: str, lines: int = 8) -> list[str]:
+    """What a failed check's log says went wrong: pytest's failure lines ("E ...", "FAILED
+    ...") when there are some, else the log's last lines. CI keeps only what the host prints,
+    so without these a flake in a VM leaves no trace of its cause."""
+    text = log.splitlines()
+    failures = [line for line in text if line.startswith(("E ", "FAILED "))]
+    return failures[:lines] if failures else text[-lines:]
+
+
+def report(suite: str, results: Path, logs: Path | None = None) -> bool:
+    """One line per check the guest reported, and for a failed one the lines of its log (in
+    ``logs``) that say why; False if one failed or none came."""
     lines = [line.split("\t") for line in results.read_text(errors="replace").splitlines()]
     checks = [line for line in lines if len(line) >= 2]
     for name, status, *detail in checks:
         print(f"{suite:<9} {KERNELS[suite]:<5} {name:<28} {status:<5} {' '.join(detail)}")
+        log = logs / f"{name}.log" if logs else None
+        if status == "FAIL" and log and log.is_file():
+            for line in why_it_failed(log.read_text(errors="replace")):
+                print(f"{'':<16}| {line[:200]}")
     if not checks:
         print(f"{suite:<9} {KERNELS[suite]:<5} {'boot':<28} FAIL  the guest reported nothing")
     elif not any(name == "finished" for name, *_ in checks):
@@ -225,7 +239,7 @@ def run_vm(
         if ended == PANICKED and boots > 1:
             say(f"{machine.suite}: booting it again, once")
             return run_vm(machine, checks, timeout, keep, boots - 1)
-        passed = report(machine.suite, results)
+        passed = report(machine.suite, results, shared / "out")
         if keep:
             target = keep / f"{machine.suite}-{checks.replace(',', '-')}"
             shutil.rmtree(target, ignore_errors=True)

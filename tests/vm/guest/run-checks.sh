@@ -44,8 +44,10 @@ fi
 if wanted tests; then
   # The test tooling, beside the regular install the setup made: pytest, and a real
   # Prometheus for the exporter's test.
-  check test-tools bash -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null && .venv/bin/pip install -q pytest hypothesis && .venv/bin/pytest --version'
-  pytest=(.venv/bin/pytest -q -p no:cacheprovider -p no:randomly)
+  check test-tools bash -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null && .venv/bin/pip install -q pytest hypothesis pytest-rerunfailures && .venv/bin/pytest --version'
+  # The host's policy (scripts/test.sh): a failed test is run up to twice more, and the
+  # summary line reported here says so ("1 rerun").
+  pytest=(.venv/bin/pytest -q -p no:cacheprovider -p no:randomly --reruns 2 --reruns-delay 1)
   check scenarios "${pytest[@]}" tests/integration/test_scenarios.py \
     -k "client-closes or server-closes or refused or reset-abort or syn-retransmit"
   check exporter-exact "${pytest[@]}" tests/integration/test_exporter.py -k exactly
