@@ -51,15 +51,20 @@ static __always_inline void capture_owner(struct sock_entry *entry)
 #endif
 
 #if TRACK_CONTEXT
+// Defined with the timers (timewait.c): a softirq's start and end also settle a timewait kill.
+static __always_inline void at_softirq_boundary(void);
+
 RAW_TRACEPOINT_PROBE(softirq_entry)
 {
     set_softirq_active(1);
+    at_softirq_boundary();
     return 0;
 }
 
 RAW_TRACEPOINT_PROBE(softirq_exit)
 {
     set_softirq_active(0);
+    at_softirq_boundary();
     return 0;
 }
 #endif

@@ -147,8 +147,8 @@ static __always_inline void timewait_ended(u64 tw, struct sock_entry *entry, u8 
 // A cancelled timewait timer is a kill only if the same timer is not armed or run at once:
 // mod_timer() moving an armed timer to another wheel bucket traces timer_cancel then
 // timer_start, and expire_timers() detaches a due timer (timer_cancel) right before running
-// it (timer_expire_entry). So a cancel waits in a per-CPU slot for the next timer event on
-// that CPU, which settles it.
+// it (timer_expire_entry). So a cancel waits in a per-CPU slot for the next timer event or
+// softirq boundary on that CPU, which settles it.
 struct pending_kill {
     u64 tw;
     u64 ts_ns;
@@ -292,6 +292,20 @@ static __always_inline void hand_over_to_timewait(struct sock_entry *entry, int 
 static __always_inline void note_child(u64 skaddr) {}
 static __always_inline void syn_time_from_handshake_rtt(u64 skaddr, struct sock_entry *entry,
                                                         u64 now) {}
+#endif
+
+#if TRACK_CONTEXT
+// No softirq starts or ends inside the call chains that pair a timer's cancel with its re-arm
+// or expiry (mod_timer() holds the timer base's lock with interrupts off; a due timer's cancel
+// and run are one TIMER_SOFTIRQ), so a cancel still waiting in the slot at a softirq boundary
+// is a kill. Without this, the last kill of a burst (`ss -K`) would wait for the CPU's next
+// timer event: seconds on an idle CPU.
+static __always_inline void at_softirq_boundary(void)
+{
+#if OBSERVE_TIMERS
+    settle_kill(0);
+#endif
+}
 #endif
 
 // -- the timer hooks ----------------------------------------------------------------------
