@@ -38,4 +38,4 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         # a whole ladder, would hide it).
         shown = [*lines[:1], *[line for line in lines[1:] if line.startswith("assert ")][:1]]
         reason = " | ".join(shown) or report.longreprtext.splitlines()[-1]
-        print(f"\nRERUN {report.nodeid}: {reason[:400]}", file=sys.stderr)
+        print(f"\nRERUN {report.nodeid}: {reason[:1500]}", file=sys.stderr)

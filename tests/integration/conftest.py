@@ -33,6 +33,10 @@ class Recorder:
     def events(self) -> list[Event]:
         return [from_fields(record) for record in self.records]
 
+    def missed_runs(self) -> int:
+        """Runs of the probe's programs the kernel skipped so far, every hook together."""
+        return sum(self.probe.missed_runs().values())
+
     def wait_for(self, done: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
         deadline = time.monotonic() + timeout
         while True:

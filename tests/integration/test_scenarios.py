@@ -53,6 +53,7 @@ def test_scenario(
     recorder.reset(ports=(port,))
     namespaces = {"client": hosts.client.namespace, "server": hosts.server.namespace}
     before = {role: snmp_counters(ns) for role, ns in namespaces.items()}
+    missed_before = recorder.missed_runs()
 
     scenario.run(hosts, family, port)
 
@@ -60,6 +61,12 @@ def test_scenario(
     events = recorder.wait_for(lambda evs: connections_done(run_engine(evs, described), scenario))
     after = {role: snmp_counters(ns) for role, ns in namespaces.items()}
     run = run_engine(events, described)
+    if not connections_done(run, scenario):  # say what came, for a failure seen only in CI
+        came = "; ".join(
+            f"{e.sport}>{e.dport} {e.kind.name} {e.oldstate}->{e.newstate}" for e in events
+        )
+        missed = recorder.missed_runs() - missed_before
+        pytest.fail(f"unfinished; {missed} probe runs skipped; events: {came}", pytrace=False)
 
     check_connections(run, scenario)
     for role, namespace in namespaces.items():
