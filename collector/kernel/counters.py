@@ -57,23 +57,27 @@ def read_timewait(probe: TcpProbe) -> dict[tuple[int, int], int]:
 
 
 def read(probe: TcpProbe) -> Counters:
-    """Every counter the probe keeps, summed over CPUs."""
+    """Every counter the probe keeps, summed over CPUs.
+
+    The maps are read one after another while connections go on, so series that count the
+    same connections are read next to each other: the opens beside the handshake times, the
+    endings beside the connection times."""
     tracking = probe.tracking_stats()
     stream = probe.stream_stats()
     return Counters(
         transitions=probe.transition_counts(),
         sockets=_by_family(_array(probe, b"sockets_by_state")),
+        opens=_hash(probe, b"opens", ("kind", "family", "port")),  # type: ignore[arg-type]
         handshake=_histograms(probe, b"handshake_seconds"),
-        state_durations=_histograms(probe, b"state_seconds"),
+        endings=_hash(probe, b"endings", ("facts", "family", "port")),  # type: ignore[arg-type]
         connection_durations=_histograms(probe, b"connection_seconds"),
+        state_durations=_histograms(probe, b"state_seconds"),
         resets_sent={
             divmod(i, N_RESET_REASONS): n for i, n in _array(probe, b"resets_sent").items()
         },
         resets_received=_array(probe, b"resets_received"),
         retransmits={divmod(i, N_STATE_SLOTS): n for i, n in _array(probe, b"retransmits").items()},
         timewait=read_timewait(probe),
-        opens=_hash(probe, b"opens", ("kind", "family", "port")),  # type: ignore[arg-type]
-        endings=_hash(probe, b"endings", ("facts", "family", "port")),  # type: ignore[arg-type]
         stream_sent=stream.sent,
         stream_lost=stream.lost,
         sockets_live=tracking.live,
