@@ -18,7 +18,7 @@ from tests.peer import checks
 from tests.peer.lab import PEER_PORT, Outcome, PeerLab
 from tests.peer.observe import EngineView, classified
 from tests.peer.packets import Options
-from tests.peer.peer import Peer, connected_client, listening
+from tests.peer.peer import Peer, connected_client, listening, wait_for_kernel_timeout
 from tests.peer.tun import FAMILIES
 
 from .servers import synfin_run
@@ -344,9 +344,7 @@ def user_timeout(lab: PeerLab, family: int) -> Peer:
     first = peer.expect("P.", data=b"anyone there?")
     resent = peer.collect(2)  # the kernel gives up within about 1.5 s
     assert {(seg.flag_text, seg.seq) for seg in resent} == {("P.", first.seq)}, peer.transcript()
-    sock.settimeout(1)
-    with pytest.raises(TimeoutError):  # the kernel's ETIMEDOUT, waiting already
-        sock.recv(1)
+    wait_for_kernel_timeout(sock)
     sock.close()
     return peer
 
@@ -371,10 +369,7 @@ def user_timeout_behind_a_firewall(lab: PeerLab, family: int) -> Peer:
     sock.send(b"anyone there?")
     peer.expect("P.", data=b"anyone there?")
     lab.net.drop_outgoing()
-    sock.setblocking(True)
-    sock.settimeout(3)
-    with pytest.raises(TimeoutError):  # the kernel's ETIMEDOUT once the user timeout passed
-        sock.recv(1)
+    wait_for_kernel_timeout(sock)  # once the user timeout passed
     sock.close()
     return peer
 

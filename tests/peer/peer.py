@@ -14,6 +14,7 @@ packetdrill's notation, relative to the ISNs.
 
 from __future__ import annotations
 
+import errno
 import random
 import socket
 import time
@@ -266,6 +267,22 @@ def connected_client(net: TunNetwork, family: int, port: int) -> tuple[socket.so
     peer.send("S.")
     peer.expect(".", ack=peer.seq(1))
     return sock, peer
+
+
+def wait_for_kernel_timeout(sock: socket.socket, within: float = 10.0) -> None:
+    """Block in recv() until the kernel gives the connection up (ETIMEDOUT). Python raises
+    TimeoutError for that and for the socket's own timeout alike: only the errno tells them
+    apart, and a script that took its own timeout for the kernel's would close a socket the
+    kernel still holds, racing the test's snapshot of the counters."""
+    sock.setblocking(True)
+    sock.settimeout(within)
+    try:
+        sock.recv(1)
+    except TimeoutError as error:
+        if error.errno != errno.ETIMEDOUT:
+            raise ScriptError(f"the kernel did not give the connection up in {within} s") from None
+        return
+    raise ScriptError("recv() returned: the kernel did not time the connection out")
 
 
 def listening(net: TunNetwork, family: int, port: int, backlog: int = 8) -> socket.socket:
