@@ -129,13 +129,24 @@ def test_a_scenario_lights_its_arrows_counts_its_states_and_draws_its_ladder(
                   "document.getElementById('ladder').naturalWidth > 0")  # fmt: skip
 
     taken, inferable = expected_edges(SCENARIOS["client-closes"])
-    after = edges_on_the_page(page)
-    lit = {
-        edge: (seen - before.get(edge, (0, 0))[0], inferred - before.get(edge, (0, 0))[1])
-        for edge, (seen, inferred) in after.items()
-        if edge not in LISTENER_EDGES and (seen, inferred) != before.get(edge)
-    }
-    assert {edge: seen + inferred for edge, (seen, inferred) in lit.items()} == dict(taken)
+
+    def lit_edges() -> dict[str, tuple[int, int]]:
+        after = edges_on_the_page(page)
+        return {
+            edge: (seen - before.get(edge, (0, 0))[0], inferred - before.get(edge, (0, 0))[1])
+            for edge, (seen, inferred) in after.items()
+            if edge not in LISTENER_EDGES and (seen, inferred) != before.get(edge)
+        }
+
+    # The rows and the arrows' counts come in separate updates: wait (a while) for the counts.
+    deadline = time.monotonic() + 10
+    while True:
+        lit = lit_edges()
+        totals = {edge: seen + inferred for edge, (seen, inferred) in lit.items()}
+        if totals == dict(taken) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert totals == dict(taken)
     assert all(inferred == 0 or edge in inferable for edge, (_, inferred) in lit.items())
 
     # The client waits in TIME-WAIT (2MSL is a minute); nothing else is left open.
