@@ -87,17 +87,18 @@ class Prometheus:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def get(self, path: str) -> tuple[int, bytes]:
-        """(status, body) of a GET; reconnects once if Prometheus closed the idle connection."""
-        for attempt in (1, 2):
-            try:
-                self.connection.request("GET", path)
-                reply = self.connection.getresponse()
-                return reply.status, reply.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.connection.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """(status, body) of a GET; once more on a new connection if Prometheus closed the idle
+        one (http.client reconnects after close())."""
+        try:
+            return self._get(path)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self.connection.close()
+            return self._get(path)
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        self.connection.request("GET", path)
+        reply = self.connection.getresponse()
+        return reply.status, reply.read()
 
     def _api(self, expr: str, at: float | None = None) -> dict[str, Any]:
         params = {"query": expr} | ({"time": f"{at:.3f}"} if at else {})
